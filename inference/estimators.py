@@ -1,0 +1,108 @@
+"""ELBO estimators by name: one dict from name to a factory of a Pyro ``ELBO``.
+
+Every entry is one of Pyro's own estimators; the registry only gives them short,
+stable names and common keyword arguments.
+
+================  ===========================================  =========================
+name              Pyro class                                   reference
+================  ===========================================  =========================
+``trace``         :class:`~pyro.infer.Trace_ELBO`              Kingma & Welling 2014
+``mean_field``    :class:`~pyro.infer.TraceMeanField_ELBO`     analytic KL where a
+                                                               ``kl_divergence`` is
+                                                               registered, Monte Carlo
+                                                               otherwise
+``graph``         :class:`~pyro.infer.TraceGraph_ELBO`         Schulman et al. 2015
+``iwae``          :class:`~pyro.infer.RenyiELBO` (alpha = 0)   Burda et al. 2016
+``renyi``         :class:`~pyro.infer.RenyiELBO`               Li & Turner 2016
+``tail_adaptive`` :class:`~pyro.infer.TraceTailAdaptive_ELBO`  Wang et al. 2018
+================  ===========================================  =========================
+
+``iwae`` and ``renyi`` with ``num_particles=K`` are the K-sample bounds; with
+``K = 1`` they reduce to the ELBO. ``tail_adaptive`` only gives gradients: its
+loss value is a surrogate, it ignores site scales (plate subsampling, the beta
+handler) and it needs ``num_particles > 1``; monitor training with another
+estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pyro.infer import (
+    ELBO,
+    RenyiELBO,
+    Trace_ELBO,
+    TraceGraph_ELBO,
+    TraceMeanField_ELBO,
+    TraceTailAdaptive_ELBO,
+)
+
+from inference.options import choose
+
+EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive"]
+
+
+def _renyi(alpha: float = 0.5, **kwargs) -> ELBO:
+    if alpha == 1:
+        raise ValueError("renyi needs alpha != 1; alpha = 1 is the ELBO: use estimator='trace'")
+    return RenyiELBO(alpha=alpha, **kwargs)
+
+
+def _tail_adaptive(**kwargs) -> ELBO:
+    if kwargs["num_particles"] < 2 or not kwargs["vectorize_particles"]:
+        raise ValueError(
+            "tail_adaptive needs num_particles >= 2 and vectorize_particles=True"
+        )
+    return TraceTailAdaptive_ELBO(**kwargs)
+
+
+#: name -> factory(num_particles=..., vectorize_particles=..., max_plate_nesting=..., [alpha]) -> ELBO
+ESTIMATORS: dict[str, Callable[..., ELBO]] = {
+    "trace": Trace_ELBO,
+    "mean_field": TraceMeanField_ELBO,
+    "graph": TraceGraph_ELBO,
+    "iwae": lambda **kwargs: RenyiELBO(alpha=0.0, **kwargs),
+    "renyi": _renyi,
+    "tail_adaptive": _tail_adaptive,
+}
+
+
+def make_elbo(
+    name: EstimatorName = "trace",
+    *,
+    num_particles: int = 1,
+    vectorize_particles: bool = True,
+    max_plate_nesting: int = 1,
+    alpha: float | None = None,
+) -> ELBO:
+    """Build the estimator called ``name``.
+
+    :param name: a key of :data:`ESTIMATORS`.
+    :param num_particles: Monte Carlo samples per data point (K for ``iwae``).
+    :param vectorize_particles: draw all particles in one vectorized pass
+        (Pyro adds an outer plate); needs a model whose batch dims are all
+        declared by plates.
+    :param max_plate_nesting: how many plates the model nests (1 for a VAE:
+        the ``"data"`` plate).
+    :param alpha: the order of the Renyi divergence (``renyi`` only).
+
+    >>> elbo = make_elbo("iwae", num_particles=10)
+    >>> type(elbo).__name__, elbo.num_particles
+    ('RenyiELBO', 10)
+    """
+    factory = choose(ESTIMATORS, name, what="estimator")
+    if num_particles < 1:
+        raise ValueError(f"num_particles must be >= 1, got {num_particles}")
+    kwargs = dict(
+        num_particles=num_particles,
+        vectorize_particles=vectorize_particles and num_particles > 1,
+        max_plate_nesting=max_plate_nesting,
+    )
+    if name == "renyi":
+        kwargs["alpha"] = 0.5 if alpha is None else alpha
+    elif alpha is not None:
+        raise ValueError(f"alpha is an option of estimator='renyi' only, not {name!r}")
+    if name == "tail_adaptive":
+        kwargs["vectorize_particles"] = vectorize_particles
+    return factory(**kwargs)

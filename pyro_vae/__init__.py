@@ -1,0 +1,24 @@
+"""pyro-vae: variational autoencoders as Pyro models and guides.
+
+``pyro_vae`` says what p(z), p(x|z) and q(z|x) *are*; the :mod:`inference`
+package says how any Pyro model/guide pair is fit and judged.
+"""
+
+from pyro_vae.data import ImageData, DatasetNotFoundError, data_dir, load_dataset
+from pyro_vae.guides import GUIDES
+from pyro_vae.likelihoods import LIKELIHOODS
+from pyro_vae.ppca import PPCA
+from pyro_vae.priors import PRIORS
+from pyro_vae.vae import VAE
+
+__all__ = [
+    "GUIDES",
+    "LIKELIHOODS",
+    "PPCA",
+    "PRIORS",
+    "VAE",
+    "DatasetNotFoundError",
+    "ImageData",
+    "data_dir",
+    "load_dataset",
+]

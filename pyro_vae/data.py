@@ -1,0 +1,192 @@
+"""Image data sets held as one tensor, served in the representation a likelihood needs.
+
+The data folder is read from the ``PYRO_VAE_DATA_DIR`` environment variable
+(default ``~/.cache/pyro-vae/data``) in torchvision's layout, e.g.
+``$PYRO_VAE_DATA_DIR/MNIST/raw/train-images-idx3-ubyte``. Nothing is downloaded
+unless asked (``download=True``).
+
+Representations of 8-bit grey levels ``k``:
+
+=================  ================================================================
+``dynamic``        a fresh Bernoulli(k / 255) draw every time a batch is served, the
+                   standard for likelihood benchmarks (Salakhutdinov & Murray 2008)
+``static``         one Bernoulli(k / 255) draw with a fixed seed, kept
+``continuous``     k / 255 in [0, 1] (the grid of the discretized logistic)
+``dequantized``    (k + u) / 256 with a fresh u ~ U(0, 1) per draw, in (0, 1): a
+                   density on it bounds the discrete log-likelihood (Theis et al. 2016)
+=================  ================================================================
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torchvision import datasets
+
+from inference.options import choose
+
+DATA_DIR_VARIABLE = "PYRO_VAE_DATA_DIR"
+Representation = Literal["dynamic", "static", "continuous", "dequantized"]
+REPRESENTATIONS = ("dynamic", "static", "continuous", "dequantized")
+DatasetName = Literal["mnist", "fashion_mnist"]
+DATASETS = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A data set is not where the project looks for it."""
+
+
+def data_dir() -> Path:
+    """The data folder: ``$PYRO_VAE_DATA_DIR``, else ``~/.cache/pyro-vae/data``."""
+    return Path(os.environ.get(DATA_DIR_VARIABLE) or Path.home() / ".cache" / "pyro-vae" / "data").expanduser()
+
+
+def _expected_files(cls) -> list[str]:
+    return [os.path.splitext(os.path.basename(url))[0] for url, _ in cls.resources]
+
+
+def load_images(
+    name: DatasetName = "mnist", *, train: bool = True, root: str | Path | None = None, download: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The raw images (uint8, ``(N, 1, H, W)``) and labels of a torchvision data set.
+
+    :raises DatasetNotFoundError: naming the folder, the files expected there
+        and how to provide them.
+    """
+    cls = choose(DATASETS, name, what="dataset")
+    root = Path(root) if root is not None else data_dir()
+    folder = root / cls.__name__ / "raw"
+    missing = [f for f in _expected_files(cls) if not (folder / f).is_file()]
+    if missing and not download:
+        raise DatasetNotFoundError(
+            f"{name} not found: expected {', '.join(missing)} in {folder}. "
+            f"Set {DATA_DIR_VARIABLE} to the folder that holds {cls.__name__}/raw/ "
+            f"(torchvision's layout, files unzipped), or pass download=True on a machine with internet."
+        )
+    data = cls(str(root), train=train, download=download)
+    return data.data.unsqueeze(1).contiguous(), data.targets.clone()
+
+
+class ImageData:
+    """A whole image data set as one uint8 tensor, batched by indexing and served
+    as float tensors in one :data:`Representation`.
+
+    The random draws of ``dynamic`` and ``dequantized`` data and the shuffling
+    come from the data set's own ``generator`` (seeded), so a run is
+    reproducible and resumable (:meth:`state_dict`).
+
+    :param images: uint8 tensor ``(N, C, H, W)`` of grey levels 0..255.
+    :param labels: tensor ``(N,)`` (or ``None``).
+    :param representation: how pixels are served (see the module docstring).
+    :param seed: seeds the generator and, for ``static``, the fixed binarization.
+
+    >>> data = ImageData(torch.randint(0, 256, (10, 1, 4, 4), dtype=torch.uint8), None, "dynamic")
+    >>> x = data.batch(torch.arange(3))
+    >>> x.shape, bool(((x == 0) | (x == 1)).all())
+    (torch.Size([3, 1, 4, 4]), True)
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        representation: Representation = "dynamic",
+        *,
+        seed: int = 0,
+        name: str = "",
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be a uint8 tensor (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        choose(dict.fromkeys(REPRESENTATIONS), representation, what="representation")
+        self.representation = representation
+        self.labels, self.name, self.seed = labels, name, seed
+        if representation == "static":
+            fixed = torch.Generator().manual_seed(seed)
+            images = (torch.bernoulli(images / 255.0, generator=fixed) * 255).to(torch.uint8)
+        self.images = images
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        """The observations at ``index`` in this data set's representation (float32)."""
+        grey = self.images[index].float()
+        if self.representation == "dynamic":
+            return torch.bernoulli(grey / 255.0, generator=self.generator)
+        if self.representation == "dequantized":
+            u = torch.rand(grey.shape, generator=self.generator).clamp_(1e-6, 1 - 1e-6)
+            return (grey + u) / 256.0
+        return grey / 255.0  # continuous, and static (already 0 or 255)
+
+    def batches(self, batch_size: int, *, shuffle: bool = True, drop_last: bool = False) -> Iterator[torch.Tensor]:
+        """One epoch of batches (shuffled by the data set's generator)."""
+        n = len(self)
+        order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last else n
+        for start in range(0, stop, batch_size):
+            yield self.batch(order[start : start + batch_size])
+
+    def num_batches(self, batch_size: int, *, drop_last: bool = False) -> int:
+        return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
+
+    def subset(self, index: torch.Tensor | slice) -> ImageData:
+        """The observations at ``index``, served the same way (a fresh generator with the same seed)."""
+        new = ImageData.__new__(ImageData)
+        new.__dict__.update(self.__dict__)
+        new.images = self.images[index]
+        new.labels = None if self.labels is None else self.labels[index]
+        new.generator = torch.Generator().manual_seed(self.seed)
+        return new
+
+    def split(self, validation: int, *, seed: int = 0) -> tuple[ImageData, ImageData]:
+        """A seeded random split into ``(train, validation)`` with ``validation`` observations held out."""
+        if not 0 < validation < len(self):
+            raise ValueError(f"validation must be between 1 and {len(self) - 1}, got {validation}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return self.subset(order[validation:]), self.subset(order[:validation])
+
+    def state_dict(self) -> dict:
+        """The generator's state, so that a resumed run draws the same batches."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+    def __repr__(self) -> str:
+        return f"ImageData({self.name or 'images'}, n={len(self)}, x_shape={self.x_shape}, {self.representation})"
+
+
+def load_dataset(
+    name: DatasetName = "mnist",
+    *,
+    split: Literal["train", "test"] = "train",
+    representation: Representation = "dynamic",
+    seed: int = 0,
+    limit: int | None = None,
+    root: str | Path | None = None,
+    download: bool = False,
+) -> ImageData:
+    """Load a data set from the data folder.
+
+    :param split: ``"train"`` (60 000 images for MNIST) or ``"test"`` (10 000).
+    :param limit: keep only the first ``limit`` observations (quick runs, tests).
+
+    >>> train = load_dataset("mnist", split="test", representation="continuous", limit=100)  # doctest: +SKIP
+    >>> train.x_shape  # doctest: +SKIP
+    (1, 28, 28)
+    """
+    choose({"train": 0, "test": 1}, split, what="split")
+    images, labels = load_images(name, train=split == "train", root=root, download=download)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return ImageData(images, labels, representation, seed=seed, name=f"{name}-{split}")

@@ -1,0 +1,133 @@
+"""p(z) families: each an ``nn.Module`` whose ``forward`` returns a Pyro
+distribution over z with one event dim and an empty batch shape (the
+``"data"`` plate broadcasts it).
+
+A prior may be defined through the recognition model (the VampPrior):
+``forward`` therefore takes the posterior ``x -> q(z|x)`` as an optional
+argument, which the other priors ignore.
+
+References: Tomczak & Welling 2018 (VampPrior); Dilokthanakul et al. 2016
+(mixture prior); Chen et al. 2017 and Huang et al. 2017 (flow priors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import pyro.distributions as dist
+import pyro.distributions.transforms as T
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.options import choose
+
+Posterior = Callable[[torch.Tensor], dist.TorchDistribution]
+
+
+class Prior(nn.Module):
+    """Base class: ``forward(posterior=None) -> p(z)``."""
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__()
+        self.z_dim = z_dim
+
+    def forward(self, posterior: Posterior | None = None) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+
+class StandardNormal(Prior):
+    """N(0, I), the default.
+
+    >>> StandardNormal(3)().event_shape
+    torch.Size([3])
+    """
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__(z_dim)
+        self.register_buffer("zeros", torch.zeros(z_dim), persistent=False)
+
+    def forward(self, posterior=None):
+        return dist.Normal(self.zeros, 1.0).to_event(1)
+
+
+class LearnedNormal(Prior):
+    """N(mu, diag(sigma^2)) with learnable mu and sigma (initialized to N(0, I))."""
+
+    def __init__(self, z_dim: int) -> None:
+        super().__init__(z_dim)
+        self.loc = nn.Parameter(torch.zeros(z_dim))
+        self.raw_scale = nn.Parameter(torch.full((z_dim,), 0.5413))  # softplus(0.5413) = 1
+
+    def forward(self, posterior=None):
+        return dist.Normal(self.loc, F.softplus(self.raw_scale)).to_event(1)
+
+
+class MixtureOfGaussians(Prior):
+    """A mixture of ``num_components`` diagonal normals with learnable weights,
+    means (spread at random at the start) and scales."""
+
+    def __init__(self, z_dim: int, num_components: int = 10) -> None:
+        super().__init__(z_dim)
+        self.logits = nn.Parameter(torch.zeros(num_components))
+        self.locs = nn.Parameter(torch.randn(num_components, z_dim))
+        self.raw_scales = nn.Parameter(torch.zeros(num_components, z_dim))
+
+    def forward(self, posterior=None):
+        components = dist.Normal(self.locs, F.softplus(self.raw_scales)).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
+
+
+class VampPrior(Prior):
+    """The variational mixture of posteriors (Tomczak & Welling 2018):
+    p(z) = (1/K) sum_k q(z | u_k) with ``num_components`` learnable
+    pseudo-inputs u_k, clamped to [0, 1] as in the paper.
+
+    :param x_shape: the shape of one observation (and of each pseudo-input).
+    """
+
+    def __init__(self, z_dim: int, x_shape: Sequence[int], num_components: int = 50) -> None:
+        super().__init__(z_dim)
+        self.pseudo_inputs = nn.Parameter(0.5 + 0.05 * torch.randn(num_components, *x_shape))
+
+    def forward(self, posterior=None):
+        if posterior is None:
+            raise ValueError("VampPrior is defined through q(z|x): call it as prior(posterior), e.g. inside VAE.model")
+        components = posterior(F.hardtanh(self.pseudo_inputs, 0.0, 1.0))
+        logits = torch.zeros(components.batch_shape, device=self.pseudo_inputs.device)
+        return dist.MixtureSameFamily(dist.Categorical(logits=logits), components)
+
+
+class FlowPrior(Prior):
+    """N(0, I) pushed through ``num_flows`` affine autoregressive transforms
+    (Pyro's :func:`~pyro.distributions.transforms.affine_autoregressive`): a
+    learnable, flexible density with an exact log-probability."""
+
+    def __init__(self, z_dim: int, num_flows: int = 2, hidden: Sequence[int] | None = None) -> None:
+        super().__init__(z_dim)
+        if z_dim < 2:
+            raise ValueError("prior='flow' needs z_dim >= 2; use prior='learned_normal' for one latent dim")
+        self.register_buffer("zeros", torch.zeros(z_dim), persistent=False)
+        hidden = list(hidden or [4 * z_dim])
+        self.flows = nn.ModuleList(T.affine_autoregressive(z_dim, hidden_dims=hidden) for _ in range(num_flows))
+
+    def forward(self, posterior=None):
+        return dist.TransformedDistribution(dist.Normal(self.zeros, 1.0).to_event(1), list(self.flows))
+
+
+PriorName = Literal["standard_normal", "learned_normal", "mixture", "vamp", "flow"]
+
+#: name -> factory(z_dim, x_shape) -> Prior
+PRIORS = {
+    "standard_normal": lambda z_dim, x_shape: StandardNormal(z_dim),
+    "learned_normal": lambda z_dim, x_shape: LearnedNormal(z_dim),
+    "mixture": lambda z_dim, x_shape: MixtureOfGaussians(z_dim),
+    "vamp": lambda z_dim, x_shape: VampPrior(z_dim, x_shape),
+    "flow": lambda z_dim, x_shape: FlowPrior(z_dim),
+}
+
+
+def make_prior(name: PriorName, *, z_dim: int, x_shape: Sequence[int]) -> Prior:
+    """Build a prior by name."""
+    return choose(PRIORS, name, what="prior")(z_dim, tuple(x_shape))

@@ -187,6 +187,18 @@ LIKELIHOODS = {
 }
 
 
+#: the data representation (:mod:`pyro_vae.data`) that each likelihood is meant for
+REPRESENTATION_FOR = {
+    "bernoulli": "dynamic",
+    "continuous_bernoulli": "continuous",
+    "gaussian": "dequantized",
+    "gaussian_learned": "dequantized",
+    "laplace": "dequantized",
+    "beta": "dequantized",
+    "discretized_logistic": "continuous",
+}
+
+
 def make_likelihood(name: LikelihoodName, *, x_shape: Sequence[int]) -> Likelihood:
     """Build a likelihood by name.
 

@@ -79,6 +79,16 @@ class MixtureOfGaussians(Prior):
         return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), components)
 
 
+class _BroadcastMixture(dist.MixtureSameFamily):
+    """A mixture that hands its components z expanded over the component dim
+    rather than unsqueezed: conditional flows (an IAF guide inside a VampPrior)
+    expand their context to the input's shape and cannot broadcast."""
+
+    def _pad(self, x):
+        x = super()._pad(x)
+        return x.expand(*x.shape[:-2], self._num_component, x.shape[-1])
+
+
 class VampPrior(Prior):
     """The variational mixture of posteriors (Tomczak & Welling 2018):
     p(z) = (1/K) sum_k q(z | u_k) with ``num_components`` learnable
@@ -96,13 +106,21 @@ class VampPrior(Prior):
             raise ValueError("VampPrior is defined through q(z|x): call it as prior(posterior), e.g. inside VAE.model")
         components = posterior(F.hardtanh(self.pseudo_inputs, 0.0, 1.0))
         logits = torch.zeros(components.batch_shape, device=self.pseudo_inputs.device)
-        return dist.MixtureSameFamily(dist.Categorical(logits=logits), components)
+        return _BroadcastMixture(dist.Categorical(logits=logits), components)
 
 
 class FlowPrior(Prior):
     """N(0, I) pushed through ``num_flows`` affine autoregressive transforms
     (Pyro's :func:`~pyro.distributions.transforms.affine_autoregressive`): a
-    learnable, flexible density with an exact log-probability."""
+    learnable, flexible density with an exact log-probability.
+
+    The flows start as the identity (their output layers are zero), so the
+    prior starts as N(0, I) and training shapes it; with Pyro's random
+    initialization the prior would start with heavy tails.
+
+    In float64 set ``torch.set_default_dtype(torch.float64)``: Pyro's inverse
+    of these transforms allocates in the default dtype.
+    """
 
     def __init__(self, z_dim: int, num_flows: int = 2, hidden: Sequence[int] | None = None) -> None:
         super().__init__(z_dim)
@@ -111,6 +129,10 @@ class FlowPrior(Prior):
         self.register_buffer("zeros", torch.zeros(z_dim), persistent=False)
         hidden = list(hidden or [4 * z_dim])
         self.flows = nn.ModuleList(T.affine_autoregressive(z_dim, hidden_dims=hidden) for _ in range(num_flows))
+        with torch.no_grad():
+            for flow in self.flows:
+                flow.arn.layers[-1].weight.zero_()
+                flow.arn.layers[-1].bias.zero_()
 
     def forward(self, posterior=None):
         return dist.TransformedDistribution(dist.Normal(self.zeros, 1.0).to_event(1), list(self.flows))

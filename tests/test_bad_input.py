@@ -1,0 +1,69 @@
+"""Bad input gives a clear error that names the fix, never a silent NaN loss."""
+
+import pytest
+import torch
+
+from inference import make_elbo
+from pyro_vae import VAE
+from pyro_vae.data import ImageData
+
+
+def _loss(vae, x):
+    return make_elbo("trace").loss(vae.model, vae.guide, x)
+
+
+def test_wrong_shape():
+    vae = VAE((1, 4, 4), z_dim=2, hidden=(8,))
+    with pytest.raises(ValueError, match=r"x must be shaped \(batch, 1, 4, 4\), got \(3, 16\); reshape it"):
+        _loss(vae, torch.zeros(3, 16))
+
+
+def test_nan_pixels():
+    vae = VAE((1, 4, 4), z_dim=2, likelihood="gaussian", hidden=(8,))
+    x = torch.rand(3, 1, 4, 4)
+    x[1, 0, 2, 2] = float("nan")
+    with pytest.raises(ValueError, match="1 non-finite values"):
+        _loss(vae, x)
+
+
+def test_integer_data():
+    vae = VAE((1, 4, 4), z_dim=2, hidden=(8,))
+    with pytest.raises(TypeError, match="floating-point"):
+        _loss(vae, torch.zeros(3, 1, 4, 4, dtype=torch.long))
+
+
+@pytest.mark.parametrize(
+    "likelihood,representation,fix",
+    [
+        ("bernoulli", "continuous", "representation='dynamic' or 'static'"),
+        ("continuous_bernoulli", None, "representation='continuous'"),
+        ("beta", "continuous", "representation='dequantized'"),
+        ("discretized_logistic", "dequantized", "representation='continuous'"),
+    ],
+)
+def test_data_outside_the_support(likelihood, representation, fix, tiny_images):
+    vae = VAE((1, 8, 8), z_dim=2, likelihood=likelihood, hidden=(8,))
+    if representation is None:
+        x = torch.randn(4, 1, 8, 8)  # outside [0, 1]
+    else:
+        x = ImageData(tiny_images, None, representation).batch(torch.arange(4))
+    with pytest.raises(ValueError, match=f"likelihood .* needs .*; use .*{fix.split()[0]}") as info:
+        _loss(vae, x)
+    assert fix in str(info.value)
+
+
+@pytest.mark.parametrize("option", ["prior", "likelihood", "guide", "encoder", "decoder"])
+def test_unknown_option_names_list_the_choices(option):
+    with pytest.raises(ValueError, match=f"unknown {option} 'nope'; valid choices: "):
+        VAE((1, 4, 4), z_dim=2, **{option: "nope"})
+
+
+def test_impossible_shapes():
+    with pytest.raises(ValueError, match=r"divisible by 4, got \(1, 6, 6\); use encoder='mlp'"):
+        VAE((1, 6, 6), z_dim=2, encoder="conv")
+    with pytest.raises(ValueError, match="z_dim >= 2"):
+        VAE((1, 4, 4), z_dim=1, guide="iaf")
+    with pytest.raises(ValueError, match="z_dim must be >= 1"):
+        VAE((1, 4, 4), z_dim=0)
+    with pytest.raises(ValueError, match="num_data=4 is smaller than the batch"):
+        make_elbo("trace").loss(VAE((1, 4, 4), z_dim=2).model, VAE((1, 4, 4), z_dim=2).guide, torch.zeros(8, 1, 4, 4), num_data=4)

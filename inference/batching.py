@@ -1,0 +1,58 @@
+"""What the trainer and the evaluator need of a data set, and a wrapper for plain tensors.
+
+A data set is anything with ``__len__`` and ``batch(index) -> tensor`` (the
+observations at a ``LongTensor`` of indices). If it draws random numbers of
+its own (dynamic binarization), it also has ``state_dict()`` and
+``load_state_dict(state)`` so a resumed run draws the same numbers.
+:class:`pyro_vae.data.ImageData` is one; a plain tensor is wrapped in
+:class:`TensorData`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    def __len__(self) -> int: ...
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor: ...
+
+
+class TensorData:
+    """A tensor of observations ``(N, *event)`` served by indexing.
+
+    >>> TensorData(torch.arange(10.0).reshape(5, 2)).batch(torch.tensor([4, 0]))
+    tensor([[8., 9.],
+            [0., 1.]])
+    """
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+    def __len__(self) -> int:
+        return self.tensor.shape[0]
+
+    def batch(self, index: torch.Tensor) -> torch.Tensor:
+        return self.tensor[index]
+
+
+def as_dataset(data) -> Dataset:
+    """A tensor becomes :class:`TensorData`; a data set is returned as it is."""
+    if isinstance(data, torch.Tensor):
+        return TensorData(data)
+    if isinstance(data, Dataset):
+        return data
+    raise TypeError(f"data must be a tensor or have __len__ and batch(index), got {type(data).__name__}")
+
+
+def data_state(data) -> dict:
+    return data.state_dict() if hasattr(data, "state_dict") else {}
+
+
+def load_data_state(data, state: dict) -> None:
+    if state and hasattr(data, "load_state_dict"):
+        data.load_state_dict(state)

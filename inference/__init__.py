@@ -4,7 +4,10 @@ Nothing in this package knows about VAEs: it works on every model whose latent
 sites sit under a ``pyro.plate("data", ...)``.
 """
 
+from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from inference.estimators import ESTIMATORS, make_elbo
+from inference.evaluate import Evaluation, evaluate, kl_per_dimension, mutual_information
+from inference.free_bits import with_free_bits
 from inference.options import choose
 from inference.scaling import (
     SCHEDULES,
@@ -18,8 +21,24 @@ from inference.scaling import (
     make_schedule,
     scale_sites,
 )
+from inference.svi import FitConfig, FitResult, NonFiniteError, fit
+from inference.weights import LogWeights, log_weights
 
 __all__ = [
+    "CheckpointError",
+    "Evaluation",
+    "FitConfig",
+    "FitResult",
+    "LogWeights",
+    "NonFiniteError",
+    "evaluate",
+    "fit",
+    "kl_per_dimension",
+    "load_checkpoint",
+    "log_weights",
+    "mutual_information",
+    "save_checkpoint",
+    "with_free_bits",
     "ESTIMATORS",
     "SCHEDULES",
     "BetaScaled",

@@ -1,0 +1,377 @@
+"""``fit``: minibatch SVI for any Pyro model/guide pair, with a progress bar,
+per-epoch metrics, a NaN guard and checkpoints that resume exactly.
+
+The loop follows Pyro's :class:`~pyro.infer.SVI` (parameters are found by
+tracing ``param`` sites) but steps a plain ``torch.optim`` optimizer on
+``elbo.differentiable_loss``, with Pyro's validation on for the first step
+only: that removes most of Pyro's per-step overhead (see ``BENCHMARKS.md``).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import inspect
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.optim.clipped_adam import ClippedAdam
+from tqdm.auto import tqdm
+
+from inference.batching import as_dataset, data_state, load_data_state
+from inference.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from inference.estimators import EstimatorName, make_elbo
+from inference.free_bits import with_free_bits
+from inference.options import choose
+from inference.scaling import Factor, beta_scale, schedule_from_dict, schedule_to_dict
+from inference.weights import log_weights
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.csv"
+OPTIMIZERS = {"adam": torch.optim.Adam, "clipped_adam": ClippedAdam}
+# settings that may differ between a run and its resumption
+RESUMABLE_CHANGES = {"epochs", "max_steps", "checkpoint_every"}
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Every setting of a run; saved (as a dict) inside its checkpoints.
+
+    :ivar beta: the KL weight as a schedule dict (see :func:`inference.scaling.schedule_to_dict`).
+    :ivar free_bits: a floor in nats on the batch-averaged KL of each latent dimension, or ``None``.
+    :ivar lr_decay: the learning rate is multiplied by this after every epoch.
+    :ivar clip_norm: clip the gradient's global norm to this, or ``None``.
+    :ivar checkpoint_every: also checkpoint every this many steps (besides every epoch end).
+    """
+
+    estimator: EstimatorName = "trace"
+    num_particles: int = 1
+    beta: dict = field(default_factory=lambda: schedule_to_dict(1.0))
+    latent_sites: tuple[str, ...] = ("z",)
+    free_bits: float | None = None
+    optimizer: Literal["adam", "clipped_adam"] = "adam"
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    clip_norm: float | None = None
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 128
+    seed: int = 0
+    checkpoint_every: int | None = 500
+
+    def __post_init__(self):
+        choose(OPTIMIZERS, self.optimizer, what="optimizer")
+        for name in ("num_particles", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FitConfig:
+        data = dict(data)
+        data["latent_sites"] = tuple(data["latent_sites"])
+        return cls(**data)
+
+
+@dataclass
+class FitResult:
+    """What a run produced: its config, one metrics dict per epoch, and where it was saved."""
+
+    config: FitConfig
+    metrics: list[dict]
+    step: int
+    epoch: int
+    seconds: float
+    run_dir: Path | None
+
+    @property
+    def final_loss(self) -> float:
+        return self.metrics[-1]["train_loss"] if self.metrics else float("nan")
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss or a gradient went non-finite; the run stopped without taking that step."""
+
+
+def _accepts_num_data(fn) -> bool:
+    try:
+        return "num_data" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _discover_params(elbo, model, guide, x, kwargs) -> dict[str, torch.Tensor]:
+    """Run the objective once (with validation on) and collect its parameters, as Pyro's SVI does."""
+    with poutine.trace(param_only=True) as capture, pyro.validation_enabled(True):
+        loss = elbo.differentiable_loss(model, guide, x, **kwargs)
+    if not torch.isfinite(loss):
+        raise NonFiniteError(f"the loss is {loss.item()} before any training step: check the data and the initialization")
+    params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
+    if not params:
+        raise ValueError("the model and guide have no parameters: register them with pyro.param or pyro.module")
+    return dict(sorted(params.items()))
+
+
+def _diagnose(model, guide, x, kwargs, params) -> str:
+    """Name the sites whose log-density and the parameters whose gradient are not finite."""
+    found = []
+    try:
+        guide_trace = poutine.trace(guide).get_trace(x, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, **kwargs)
+        for where, trace in (("guide", guide_trace), ("model", model_trace)):
+            for name, site in trace.nodes.items():
+                if site["type"] == "sample":
+                    value_ok = torch.isfinite(site["value"]).all()
+                    logp_ok = torch.isfinite(site["fn"].log_prob(site["value"])).all()
+                    if not (value_ok and logp_ok):
+                        found.append(f"site {name!r} in the {where}")
+    except Exception as error:  # the diagnosis must not hide the original problem
+        found.append(f"(tracing failed: {error})")
+    bad_grads = [n for n, p in params.items() if p.grad is not None and not torch.isfinite(p.grad).all()]
+    if bad_grads:
+        found.append(f"gradients of {', '.join(bad_grads[:5])}{' ...' if len(bad_grads) > 5 else ''}")
+    return "; ".join(found) or "no single site (the loss overflowed)"
+
+
+def _validation_metrics(model, guide, data, batch_size, device) -> dict:
+    """Per-datum ELBO, reconstruction and KL on a data set (one sample of z per datum)."""
+    sums = torch.zeros(3, dtype=torch.float64)
+    n = len(data)
+    with torch.no_grad():
+        for first in range(0, n, batch_size):
+            x = data.batch(torch.arange(first, min(first + batch_size, n)))
+            x = x.to(device) if device is not None else x
+            w = log_weights(model, guide, x, num_samples=1)
+            sums += torch.stack([w.log_w.sum(), w.log_lik.sum(), (w.log_q - w.log_prior).sum()]).double().cpu()
+    elbo, rec, kl = (sums / n).tolist()
+    return {"val_elbo": elbo, "val_reconstruction": rec, "val_kl": kl}
+
+
+def fit(
+    model: Callable,
+    guide: Callable,
+    data,
+    *,
+    validation=None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Callable[[dict], None]] = (),
+    progress: bool = True,
+    device: str | torch.device | None = None,
+    beta: Factor = 1.0,
+    **settings,
+) -> FitResult:
+    """Fit ``guide`` to ``model`` by minibatch SVI.
+
+    ``model`` and ``guide`` are any Pyro programs taking a batch ``x``; if the
+    model takes a ``num_data`` keyword (as :class:`pyro_vae.VAE` does) it gets
+    the data set's size, so that its ``"data"`` plate scales the loss to the
+    full-data ELBO. The reported ``train_loss`` is per datum.
+
+    :param data: a tensor ``(N, ...)`` or a data set with ``__len__`` and ``batch(index)``.
+    :param validation: data for the per-epoch validation ELBO, reconstruction and KL.
+    :param run_dir: where ``checkpoint.pt`` and ``metrics.csv`` go (nothing is saved if ``None``).
+    :param resume: continue the run saved in ``run_dir``; its settings must match.
+    :param callbacks: called with each epoch's metrics dict.
+    :param beta: the KL weight: a number or a schedule of the step (see :mod:`inference.scaling`).
+    :param settings: the fields of :class:`FitConfig` (``estimator``, ``lr``, ``epochs``, ...).
+    :raises NonFiniteError: the loss or a gradient went non-finite (the message names
+        the step, the sites and remedies; the last checkpoint is left as it was).
+
+    >>> import torch, pyro, pyro.distributions as dist
+    >>> def model(x):
+    ...     loc = pyro.param("loc", torch.tensor(0.0))
+    ...     with pyro.plate("data", len(x)):
+    ...         z = pyro.sample("z", dist.Normal(loc, 1.0))
+    ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> def guide(x):
+    ...     w = pyro.param("w", torch.tensor(0.1))
+    ...     with pyro.plate("data", len(x)):
+    ...         pyro.sample("z", dist.Normal(w * x, 0.7))
+    >>> pyro.clear_param_store()
+    >>> result = fit(model, guide, torch.randn(256) + 3.0, epochs=30, batch_size=64, lr=0.05, progress=False)
+    >>> round(pyro.param("loc").item())  # the maximum-likelihood mean, 3
+    3
+    """
+    config = FitConfig(beta=schedule_to_dict(beta), **settings)
+    data = as_dataset(data)
+    validation = as_dataset(validation) if validation is not None else None
+    n = len(data)
+    run_dir = Path(run_dir) if run_dir is not None else None
+    checkpoint_path = run_dir / CHECKPOINT_NAME if run_dir is not None else None
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs the run_dir of the run to continue")
+    saved = None
+    if checkpoint_path is not None:
+        if resume:
+            saved = load_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
+            if saved is None:
+                raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}; drop resume=True to start")
+            _check_same_run(FitConfig.from_dict(saved["config"]), config, checkpoint_path)
+        elif checkpoint_path.exists():
+            raise CheckpointError(
+                f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir"
+            )
+
+    scaled = beta_scale(model, guide, beta=schedule_from_dict(config.beta), sites=config.latent_sites)
+    elbo = make_elbo(config.estimator, num_particles=config.num_particles)
+    if config.free_bits is not None:
+        elbo = with_free_bits(elbo, config.free_bits, sites=config.latent_sites)
+    kwargs = {"num_data": n} if _accepts_num_data(model) else {}
+    per_datum = n if kwargs else None  # the loss covers the data set, else the batch
+
+    before = data_state(data)
+    probe = data.batch(torch.arange(min(n, config.batch_size)))
+    probe = probe.to(device) if device is not None else probe
+    params = _discover_params(elbo, scaled.model, scaled.guide, probe, kwargs)
+    load_data_state(data, before)
+    del probe
+    optimizer_cls = choose(OPTIMIZERS, config.optimizer, what="optimizer")
+    optimizer = optimizer_cls(list(params.values()), lr=config.lr)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    shuffle = torch.Generator().manual_seed(config.seed)
+
+    step, epoch, position, order, metrics = 0, 0, 0, None, []
+    if saved is not None:
+        _restore_params(params, saved["params"], checkpoint_path)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        shuffle.set_state(saved["shuffle"])
+        load_data_state(data, saved["data_state"])
+        set_rng_state(saved["rng"])
+        step, epoch, position, metrics = saved["step"], saved["epoch"], saved["position"], list(saved["metrics"])
+        order = saved["order"] if position else None
+        log.info("resumed %s at epoch %d, step %d", checkpoint_path, epoch, step)
+    else:
+        pyro.set_rng_seed(config.seed)
+
+    def checkpoint():
+        if checkpoint_path is None:
+            return
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "config": dataclasses.asdict(config),
+                "params": {name: p.detach().cpu() for name, p in params.items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "shuffle": shuffle.get_state(),
+                "data_state": data_state(data),
+                "rng": rng_state(),
+                "step": step,
+                "epoch": epoch,
+                "position": position,
+                "order": order if order is not None else torch.empty(0, dtype=torch.long),
+                "metrics": metrics,
+            },
+        )
+
+    num_batches = math.ceil(n / config.batch_size)
+    total = config.epochs * num_batches if config.max_steps is None else min(config.max_steps, config.epochs * num_batches)
+    started = time.perf_counter()
+    bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not progress)
+    param_list = list(params.values())
+    try:
+        with pyro.validation_enabled(False):
+            while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
+                epoch_start = time.perf_counter()
+                if order is None:
+                    order = torch.randperm(n, generator=shuffle)
+                loss_sum, seen = 0.0, 0
+                while position < num_batches and (config.max_steps is None or step < config.max_steps):
+                    index = order[position * config.batch_size : (position + 1) * config.batch_size]
+                    x = data.batch(index)
+                    x = x.to(device) if device is not None else x
+                    scaled.step = step
+                    optimizer.zero_grad(set_to_none=True)
+                    loss = elbo.differentiable_loss(scaled.model, scaled.guide, x, **kwargs)
+                    loss.backward()
+                    norm = torch.nn.utils.clip_grad_norm_(
+                        param_list, config.clip_norm if config.clip_norm is not None else math.inf
+                    )
+                    value, norm = loss.item(), norm.item()
+                    if not (math.isfinite(value) and math.isfinite(norm)):
+                        raise NonFiniteError(
+                            f"step {step} (epoch {epoch}): the loss is {value} and the gradient norm {norm}; "
+                            f"non-finite: {_diagnose(scaled.model, scaled.guide, x, kwargs, params)}. "
+                            f"Remedies: a lower lr (now {optimizer.param_groups[0]['lr']:g}), clip_norm=10, "
+                            f"optimizer='clipped_adam', a KL warm-up (beta schedule), or check the data. "
+                            + (f"The last checkpoint, {checkpoint_path}, is intact." if checkpoint_path else "")
+                        )
+                    optimizer.step()
+                    step, position = step + 1, position + 1
+                    loss_sum += value / (per_datum or len(index)) * len(index)
+                    seen += len(index)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{value / (per_datum or len(index)):.4g}", beta=f"{scaled.beta:.3g}", refresh=False)
+                    if config.checkpoint_every and step % config.checkpoint_every == 0 and position < num_batches:
+                        checkpoint()
+                if position < num_batches:  # stopped by max_steps inside an epoch
+                    checkpoint()
+                    break
+                row = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "train_loss": loss_sum / max(seen, 1),
+                    "beta": scaled.beta,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": time.perf_counter() - epoch_start,
+                }
+                if validation is not None:
+                    row.update(_validation_metrics(model, guide, validation, config.batch_size, device))
+                metrics.append(row)
+                scheduler.step()
+                epoch, position, order = epoch + 1, 0, None
+                checkpoint()
+                _append_csv(run_dir, row)
+                log.info("epoch %d: %s", epoch, row)
+                for callback in callbacks:
+                    callback(row)
+    finally:
+        bar.close()
+    return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir)
+
+
+def _check_same_run(saved: FitConfig, requested: FitConfig, path: Path) -> None:
+    saved_d, requested_d = dataclasses.asdict(saved), dataclasses.asdict(requested)
+    differ = [k for k in saved_d if k not in RESUMABLE_CHANGES and saved_d[k] != requested_d[k]]
+    if differ:
+        details = ", ".join(f"{k}={saved_d[k]!r} there but {requested_d[k]!r} here" for k in differ)
+        raise CheckpointError(
+            f"{path} was made by another run ({details}); resume with the same settings or choose another run_dir"
+        )
+
+
+def _restore_params(params: dict[str, torch.Tensor], saved: dict, path: Path) -> None:
+    if set(params) != set(saved) or any(params[k].shape != saved[k].shape for k in params):
+        missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
+        raise CheckpointError(
+            f"{path} holds other parameters than this model (missing {missing[:3]}, unexpected {extra[:3]}, or shapes "
+            f"differ); resume with the model that made it"
+        )
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(saved[name])
+
+
+def _append_csv(run_dir: Path | None, row: dict) -> None:
+    if run_dir is None:
+        return
+    path = run_dir / METRICS_NAME
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

@@ -1,0 +1,151 @@
+"""fit() trains any Pyro model/guide pair: a hand-written one, probabilistic PCA to
+its closed-form maximum likelihood, and the options change what they promise."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from inference import LinearWarmup, evaluate, fit, make_elbo, with_free_bits
+from pyro_vae import PPCA, VAE
+from pyro_vae.likelihoods import Gaussian
+
+SIGMA = 0.8
+
+
+def conjugate_model(x):
+    """z ~ N(0, 1), x | z ~ N(z, SIGMA^2): p(z | x) = N(x / (1 + SIGMA^2), SIGMA^2 / (1 + SIGMA^2))."""
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z, SIGMA), obs=x)
+
+
+def conjugate_guide(x):
+    a = pyro.param("a", torch.tensor(0.0))
+    b = pyro.param("b", torch.tensor(0.5))
+    s = pyro.param("s", torch.tensor(1.0), constraint=dist.constraints.positive)
+    with pyro.plate("data", len(x)):
+        pyro.sample("z", dist.Normal(a * x + b, s))
+
+
+def test_hand_written_model_trains_to_the_exact_posterior_and_is_scored():
+    x = torch.randn(512) * (1 + SIGMA**2) ** 0.5
+    result = fit(conjugate_model, conjugate_guide, x, estimator="mean_field", epochs=60, batch_size=128, lr=0.03, progress=False)
+    assert len(result.metrics) == 60 and result.metrics[-1]["train_loss"] < result.metrics[0]["train_loss"]
+    assert pyro.param("a").item() == pytest.approx(1 / (1 + SIGMA**2), abs=0.03)
+    assert pyro.param("b").item() == pytest.approx(0.0, abs=0.05)
+    assert pyro.param("s").item() == pytest.approx((SIGMA**2 / (1 + SIGMA**2)) ** 0.5, abs=0.03)
+    scored = evaluate(conjugate_model, conjugate_guide, x, num_samples=100, ks=(1, 10, 100), progress=False)
+    exact = dist.Normal(0.0, (1 + SIGMA**2) ** 0.5).log_prob(x).mean().item()
+    assert scored.log_px == pytest.approx(exact, abs=0.01)
+    assert scored.elbo <= scored.log_px + 1e-6
+
+
+def test_ppca_reaches_the_closed_form_maximum_likelihood():
+    truth = PPCA.random(x_dim=5, z_dim=2, sigma=0.5, seed=0)
+    x = truth.sample(1000, seed=1).float()
+    best = PPCA.maximum_likelihood(x.double(), z_dim=2).log_marginal(x.double()).mean().item()
+    start = PPCA(torch.randn(5, 2), torch.zeros(5), 1.0)
+    vae = start.vae(exact_guide=False, learn_scale=True)
+    fit(vae.model, vae.guide, x, estimator="mean_field", epochs=150, batch_size=250, lr=0.03, lr_decay=0.98,
+        progress=False)
+    scored = evaluate(vae.model, vae.guide, x, num_samples=200, ks=(1, 200), progress=False)
+    # the guide family holds the exact posterior, so at the optimum the ELBO is the maximum log-likelihood
+    assert scored.log_px == pytest.approx(best, abs=0.01)
+    assert scored.elbo == pytest.approx(best, abs=0.01)
+    assert scored.log_px <= best + 3 * scored.log_px_se + 1e-3
+
+
+def test_importance_weighted_log_px_matches_the_exact_marginal():
+    ppca = PPCA.random(x_dim=5, z_dim=2, sigma=0.5, seed=0)
+    x = ppca.sample(200, seed=2)
+    vae = ppca.vae(exact_guide=True)
+    with torch.no_grad():  # a guide that is off, so the bound is not trivially tight
+        vae.guide_family.head.bias.add_(0.3)
+    exact = ppca.log_marginal(x)
+    scored = evaluate(vae.model, vae.guide, x, num_samples=2000, ks=(1, 10, 100, 1000), budget=8000, progress=False)
+    mean_exact = exact.mean().item()
+    assert abs(scored.log_px - mean_exact) < 0.05
+    assert abs(scored.log_px - mean_exact) < 3 * scored.log_px_se + 0.01
+    assert scored.elbo < scored.log_px
+    curve = list(scored.iwae_curve.values())
+    assert curve == sorted(curve) and curve[0] == pytest.approx(scored.elbo, abs=1e-9)
+    assert scored.reconstruction - scored.kl == pytest.approx(scored.elbo, abs=1e-9)
+
+
+def test_evaluation_does_not_depend_on_the_memory_budget():
+    ppca = PPCA.random(x_dim=5, z_dim=2, sigma=0.5, seed=0)
+    x = ppca.sample(30, seed=2)
+    vae = ppca.vae(exact_guide=True)
+    small = evaluate(vae.model, vae.guide, x, num_samples=100, ks=(1, 10), budget=50, progress=False)
+    large = evaluate(vae.model, vae.guide, x, num_samples=100, ks=(1, 10), budget=10**6, progress=False)
+    assert small.log_px == pytest.approx(large.log_px, abs=1e-7)  # exact guide: every weight is log p(x)
+    with pytest.raises(ValueError, match="must divide num_samples=100; \\[30\\]"):
+        evaluate(vae.model, vae.guide, x, num_samples=100, ks=(1, 30), progress=False)
+
+
+def test_two_true_dimensions_give_two_active_units():
+    truth = PPCA.random(x_dim=10, z_dim=2, sigma=0.3, seed=3)
+    x = truth.sample(2000, seed=4).float()
+    likelihood = Gaussian((10,), scale=1.0, learn_scale=True, per_pixel=False)  # isotropic noise, as in the data
+    vae = VAE((10,), z_dim=6, likelihood=likelihood, hidden=(64,))
+    fit(vae.model, vae.guide, x, estimator="mean_field", epochs=40, batch_size=200, lr=0.01, progress=False)
+    scored = evaluate(vae.model, vae.guide, x[:500], num_samples=10, ks=(1,), progress=False)
+    assert scored.active_units == 2, scored.latent_variance
+    assert sorted(scored.kl_per_dim, reverse=True)[2] < 0.05  # the other four have collapsed to the prior
+    assert 0.5 < scored.mutual_information <= torch.log(torch.tensor(500.0)).item()
+
+
+def test_free_bits_change_the_gradient_only_below_the_floor():
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((32, 1, 4, 4), 0.3))
+    vae = VAE((1, 4, 4), z_dim=4, hidden=(8,))
+    with torch.no_grad():  # dims 0, 1 far from the prior (KL > floor), dims 2, 3 close (KL < floor)
+        vae.guide_family.head.weight.mul_(0.01)
+        vae.guide_family.head.bias.copy_(torch.tensor([2.0, -2.0, 0.05, 0.0, 0.54, 0.54, 0.54, 0.54]))
+    kl = torch.distributions.kl_divergence(vae.posterior(x).base_dist, vae.prior().base_dist).mean(0)
+    floor = 0.5
+    assert (kl[:2] > floor).all() and (kl[2:] < floor).all()
+
+    def head_grad(elbo, beta_zero=False):
+        model, guide = vae.model, vae.guide
+        if beta_zero:
+            from inference import beta_scale
+
+            scaled = beta_scale(model, guide, beta=0.0)
+            model, guide = scaled.model, scaled.guide
+        vae.zero_grad()
+        pyro.set_rng_seed(1)
+        elbo.differentiable_loss(model, guide, x).backward()
+        return vae.guide_family.head.bias.grad.clone()
+
+    plain = head_grad(make_elbo("mean_field"))
+    floored = head_grad(with_free_bits(make_elbo("mean_field"), floor))
+    reconstruction_only = head_grad(make_elbo("mean_field"), beta_zero=True)
+    above, below = [0, 1, 4, 5], [2, 3, 6, 7]  # loc and scale entries of each dim
+    assert torch.allclose(floored[above], plain[above], atol=1e-6)
+    assert torch.allclose(floored[below], reconstruction_only[below], atol=1e-6)
+    assert not torch.allclose(floored[below], plain[below], atol=1e-3)
+
+
+def test_free_bits_and_beta_change_training():
+    truth = PPCA.random(x_dim=6, z_dim=2, sigma=0.5, seed=5)
+    x = truth.sample(600, seed=6).float()
+    validation = truth.sample(200, seed=7).float()
+
+    def final_kl(**options):
+        pyro.clear_param_store()
+        torch.manual_seed(0)
+        vae = VAE((6,), z_dim=3, likelihood="gaussian_learned", hidden=(16,))
+        result = fit(vae.model, vae.guide, x, validation=validation, estimator="mean_field", epochs=15,
+                     batch_size=100, lr=0.01, progress=False, **options)
+        return result.metrics[-1]["val_kl"], result
+
+    kl_one, _ = final_kl()
+    kl_strong, _ = final_kl(beta=30.0)
+    kl_floor, _ = final_kl(beta=30.0, free_bits=1.0)
+    assert kl_strong < 0.3 * kl_one  # a strong beta squeezes the KL
+    assert kl_floor > 2.7 and kl_floor > 1.5 * kl_strong  # free bits hold the 3 dims near 1 nat each
+    _, warm = final_kl(beta=LinearWarmup(steps=60))
+    betas = [row["beta"] for row in warm.metrics]
+    assert betas[0] == pytest.approx(6 / 60) and betas[-1] == 1.0

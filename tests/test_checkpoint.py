@@ -1,0 +1,150 @@
+"""Checkpoints: exact resumption, survival of SIGKILL, the NaN guard, and refusal of bad files."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from inference import CheckpointError, NonFiniteError, fit, load_checkpoint, save_checkpoint
+from pyro_vae import VAE, load_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _train_vae(run_dir, *, init_seed, **options):
+    pyro.clear_param_store()
+    torch.manual_seed(init_seed)  # a resumed run starts from other random weights: the checkpoint must overwrite them
+    data = load_dataset("mnist", split="train", representation="dynamic", limit=192, seed=0)
+    vae = VAE(data.x_shape, z_dim=4, hidden=(32,))
+    result = fit(vae.model, vae.guide, data, batch_size=64, run_dir=run_dir, progress=False, **options)
+    return {k: v.detach().clone() for k, v in vae.state_dict().items()}, result
+
+
+def _assert_bitwise_equal(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_after_an_epoch_is_bitwise_exact(tmp_path):
+    straight, result = _train_vae(tmp_path / "straight", init_seed=0, epochs=2)
+    _train_vae(tmp_path / "split", init_seed=0, epochs=1)
+    resumed, resumed_result = _train_vae(tmp_path / "split", init_seed=99, epochs=2, resume=True)
+    _assert_bitwise_equal(straight, resumed)
+    assert [m["train_loss"] for m in resumed_result.metrics] == [m["train_loss"] for m in result.metrics]
+    lines = (tmp_path / "split" / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,step,train_loss,beta") and len(lines) == 3
+
+
+def test_resume_inside_an_epoch_is_bitwise_exact(tmp_path):
+    straight, _ = _train_vae(tmp_path / "straight", init_seed=0, epochs=2)
+    _, partial = _train_vae(tmp_path / "split", init_seed=0, epochs=2, max_steps=4)  # 3 steps an epoch
+    assert partial.step == 4 and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["position"] == 1
+    resumed, _ = _train_vae(tmp_path / "split", init_seed=7, epochs=2, resume=True)
+    _assert_bitwise_equal(straight, resumed)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, torch, pyro
+    torch.set_num_threads(1)
+    sys.path.insert(0, {repo!r})
+    from inference import fit
+    from pyro_vae import PPCA
+    ppca = PPCA.random(x_dim=8, z_dim=2, sigma=0.5, seed=0)
+    x = ppca.sample(4000, seed=1).float()
+    torch.manual_seed(int(sys.argv[2]))
+    vae = PPCA(torch.randn(8, 2), torch.zeros(8), 1.0).vae(exact_guide=False).float()
+    fit(vae.model, vae.guide, x, batch_size=8, epochs=2, checkpoint_every=50, run_dir=sys.argv[1],
+        resume=sys.argv[3] == "resume", progress=False)
+    torch.save(vae.state_dict(), sys.argv[1] + "/final.pt")
+    """
+)
+
+
+def test_sigkill_mid_epoch_loses_only_the_work_since_the_last_checkpoint(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT.format(repo=REPO))
+    run = lambda folder, seed, mode: [sys.executable, str(script), str(folder), str(seed), mode]  # noqa: E731
+    subprocess.run(run(tmp_path / "straight", 0, "new"), check=True, timeout=300)
+
+    victim = subprocess.Popen(run(tmp_path / "killed", 0, "new"))
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= 100):
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    state = load_checkpoint(checkpoint)  # intact, whatever moment the kill came
+    assert state["step"] % 50 == 0 and state["epoch"] == 0, "killed mid-epoch, at a step checkpoint"
+    assert not (tmp_path / "killed" / "final.pt").exists()
+
+    subprocess.run(run(tmp_path / "killed", 5, "resume"), check=True, timeout=300)
+    _assert_bitwise_equal(
+        torch.load(tmp_path / "straight" / "final.pt", weights_only=True),
+        torch.load(tmp_path / "killed" / "final.pt", weights_only=True),
+    )
+
+
+def _model(x):
+    loc = pyro.param("loc", torch.tensor(0.0))
+    with pyro.plate("data", len(x)):
+        z = pyro.sample("z", dist.Normal(loc, 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+
+def _guide(x):
+    w = pyro.param("w", torch.tensor(0.1))
+    with pyro.plate("data", len(x)):
+        pyro.sample("z", dist.Normal(w * x, 0.7))
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_nan_guard_names_the_step_and_site_and_keeps_the_last_checkpoint(tmp_path):
+    x = torch.randn(64)
+    x[40] = float("nan")
+    with pytest.raises(NonFiniteError) as info:
+        fit(_model, _guide, x, batch_size=8, epochs=1, checkpoint_every=1, run_dir=tmp_path, progress=False)
+    message = str(info.value)
+    failed_step = int(re.search(r"step (\d+)", message).group(1))
+    assert "site 'x' in the model" in message and "lower lr" in message and "intact" in message
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == failed_step and torch.isfinite(state["params"]["loc"])
+
+
+def test_bad_checkpoints_are_refused_and_left_alone(tmp_path):
+    x = torch.randn(32)
+    fit(_model, _guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "checkpoint.pt"
+    original = path.read_bytes()
+
+    with pytest.raises(CheckpointError, match="already holds a run; pass resume=True"):
+        fit(_model, _guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)
+    with pytest.raises(CheckpointError, match=r"made by another run \(lr=0.001 there but 0.01 here\)"):
+        fit(_model, _guide, x, batch_size=8, epochs=2, lr=0.01, run_dir=tmp_path / "run", resume=True, progress=False)
+    assert path.read_bytes() == original
+
+    path.write_bytes(original[: len(original) // 2])
+    with pytest.raises(CheckpointError, match="truncated or not a pyro-vae checkpoint"):
+        fit(_model, _guide, x, batch_size=8, epochs=2, run_dir=tmp_path / "run", resume=True, progress=False)
+    assert path.read_bytes() == original[: len(original) // 2]
+
+    torch.save({"weights": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="is not a pyro-vae-checkpoint/1 checkpoint"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        fit(_model, _guide, x, batch_size=8, run_dir=tmp_path / "empty", resume=True, progress=False)
+
+
+def test_checkpoints_hold_data_only(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"config": {"lr": 0.1}, "params": {"w": torch.ones(2)}})
+    assert load_checkpoint(tmp_path / "c.pt")["config"] == {"lr": 0.1}
+    assert not list(tmp_path.glob("*.tmp"))  # the temporary file was moved into place

@@ -31,7 +31,7 @@ from inference.checkpoint import CheckpointError, load_checkpoint, rng_state, sa
 from inference.estimators import EstimatorName, make_elbo
 from inference.free_bits import with_free_bits
 from inference.options import choose
-from inference.scaling import Factor, beta_scale, schedule_from_dict, schedule_to_dict
+from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
 from inference.weights import log_weights
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,11 @@ def fit(
                 f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir"
             )
 
-    scaled = beta_scale(model, guide, beta=schedule_from_dict(config.beta), sites=config.latent_sites)
+    schedule = schedule_from_dict(config.beta)
+    if config.beta == schedule_to_dict(1.0):  # beta = 1 is the plain ELBO: no handler, no per-site overhead
+        scaled = BetaScaled(model, guide, ScaleSites({site: 1.0 for site in config.latent_sites}), config.latent_sites)
+    else:
+        scaled = beta_scale(model, guide, beta=schedule, sites=config.latent_sites)
     elbo = make_elbo(config.estimator, num_particles=config.num_particles)
     if config.free_bits is not None:
         elbo = with_free_bits(elbo, config.free_bits, sites=config.latent_sites)

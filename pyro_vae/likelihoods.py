@@ -51,16 +51,12 @@ class Likelihood(nn.Module):
     def pixel_distribution(self, *maps: torch.Tensor) -> dist.TorchDistribution:
         raise NotImplementedError
 
-    def check_support(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` if ``x`` lies outside the support; reals are accepted here."""
+    def check_support(self, x: torch.Tensor, lo: float, hi: float) -> None:
+        """Raise ``ValueError`` if ``x`` (whose extremes are ``lo`` and ``hi``, known
+        finite) lies outside the support; reals are accepted here."""
 
-    def _refuse(self, x: torch.Tensor, needs: str, fix: str) -> None:
-        raise ValueError(
-            f"likelihood {type(self).__name__} needs {needs}, but the data range over "
-            f"[{x.min().item():.4g}, {x.max().item():.4g}]"
-            + (" and hold values in between" if "binary" in needs else "")
-            + f"; {fix}"
-        )
+    def _refuse(self, lo: float, hi: float, needs: str, fix: str) -> None:
+        raise ValueError(f"likelihood {type(self).__name__} needs {needs}, but the data range over [{lo:.4g}, {hi:.4g}]; {fix}")
 
 
 class Bernoulli(Likelihood):
@@ -69,10 +65,11 @@ class Bernoulli(Likelihood):
     def pixel_distribution(self, logits):
         return dist.Bernoulli(logits=logits)
 
-    def check_support(self, x):
-        if not ((x == 0) | (x == 1)).all():
+    def check_support(self, x, lo, hi):
+        if lo < 0 or hi > 1 or torch.count_nonzero(x * (1 - x)).item():
             self._refuse(
-                x,
+                lo,
+                hi,
                 "binary pixels (0 or 1)",
                 "use representation='dynamic' or 'static', or likelihood='continuous_bernoulli'",
             )
@@ -85,9 +82,9 @@ class ContinuousBernoulli(Likelihood):
     def pixel_distribution(self, logits):
         return dist.ContinuousBernoulli(logits=logits)
 
-    def check_support(self, x):
-        if not ((x >= 0) & (x <= 1)).all():
-            self._refuse(x, "pixels in [0, 1]", "use representation='continuous', or likelihood='gaussian'")
+    def check_support(self, x, lo, hi):
+        if lo < 0 or hi > 1:
+            self._refuse(lo, hi, "pixels in [0, 1]", "use representation='continuous', or likelihood='gaussian'")
 
 
 class _LocationScale(Likelihood):
@@ -145,9 +142,9 @@ class Beta(Likelihood):
     def pixel_distribution(self, raw1, raw0):
         return dist.Beta(F.softplus(raw1) + 1e-3, F.softplus(raw0) + 1e-3)
 
-    def check_support(self, x):
-        if not ((x > 0) & (x < 1)).all():
-            self._refuse(x, "pixels in the open interval (0, 1)", "use representation='dequantized'")
+    def check_support(self, x, lo, hi):
+        if lo <= 0 or hi >= 1:
+            self._refuse(lo, hi, "pixels in the open interval (0, 1)", "use representation='dequantized'")
 
 
 class DiscretizedLogistic8Bit(Likelihood):
@@ -161,11 +158,12 @@ class DiscretizedLogistic8Bit(Likelihood):
     def pixel_distribution(self, loc, raw_scale):
         return DiscretizedLogistic(loc, F.softplus(raw_scale) + 1e-4, num_bins=self.num_bins)
 
-    def check_support(self, x):
+    def check_support(self, x, lo, hi):
         k = x * (self.num_bins - 1)
-        if not ((k - k.round()).abs() < 1e-4).all() or not ((x >= 0) & (x <= 1)).all():
+        if lo < 0 or hi > 1 or not ((k - k.round()).abs() < 1e-4).all():
             self._refuse(
-                x,
+                lo,
+                hi,
                 f"8-bit pixels k/{self.num_bins - 1}",
                 "use representation='continuous', or a continuous likelihood for dequantized data",
             )

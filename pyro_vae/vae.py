@@ -12,6 +12,8 @@ References: Kingma & Welling 2014; Rezende et al. 2014.
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Sequence
 
 import pyro
@@ -65,6 +67,7 @@ class VAE(nn.Module):
     ) -> None:
         super().__init__()
         self.x_shape, self.z_dim, self.check_data = tuple(x_shape), z_dim, check_data
+        self._last_checked = None
         if z_dim < 1:
             raise ValueError(f"z_dim must be >= 1, got {z_dim}")
         self.prior = make_prior(prior, z_dim=z_dim, x_shape=x_shape) if isinstance(prior, str) else prior
@@ -150,8 +153,8 @@ class VAE(nn.Module):
         return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
 
     def _check(self, x: torch.Tensor) -> None:
-        if not self.check_data:
-            return
+        if not self.check_data or (self._last_checked is not None and self._last_checked() is x):
+            return  # the guide and the model of one ELBO evaluation see the same batch: check it once
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
         if x.dim() != len(self.x_shape) + 1 or tuple(x.shape[1:]) != self.x_shape:
@@ -159,7 +162,9 @@ class VAE(nn.Module):
                 f"x must be shaped (batch, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}; "
                 f"reshape it, e.g. x.reshape(-1, {', '.join(map(str, self.x_shape))})"
             )
-        bad = (~torch.isfinite(x)).sum().item()
-        if bad:
+        lo, hi = (v.item() for v in torch.aminmax(x))  # NaN and inf show up in the extremes
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad = (~torch.isfinite(x)).sum().item()
             raise ValueError(f"x holds {bad} non-finite values (NaN or inf); clean or drop those observations first")
-        self.likelihood.check_support(x)
+        self.likelihood.check_support(x, lo, hi)
+        self._last_checked = weakref.ref(x)

@@ -1,0 +1,220 @@
+"""The ``pyro-vae`` command: train a VAE, and evaluate, sample from and plot a saved run.
+
+    pyro-vae train                      # MNIST, Bernoulli, N(0, I) prior, diagonal guide, z_dim 2
+    pyro-vae train --z-dim 20 --likelihood continuous_bernoulli --epochs 30 --out runs/cb
+    pyro-vae evaluate RUN | pyro-vae sample RUN | pyro-vae plot RUN
+
+Errors a user can make print one line that names the fix, and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from inference import ESTIMATORS, SCHEDULES, CheckpointError, NonFiniteError, evaluate, fit, make_schedule
+from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError
+from pyro_vae.guides import GUIDES
+from pyro_vae.likelihoods import LIKELIHOODS
+from pyro_vae.nets import DECODERS, ENCODERS
+from pyro_vae.plots import all_figures, samples
+from pyro_vae.priors import PRIORS
+from pyro_vae.run import RunConfig, RunError, load_model, read_config, save_model, write_config
+
+USER_ERRORS = (DatasetNotFoundError, CheckpointError, RunError, FileNotFoundError, ValueError, NonFiniteError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyro-vae", description="Variational autoencoders as Pyro models and guides.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    defaults = RunConfig()
+
+    train = commands.add_parser("train", help="train a VAE and write a run folder",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", choices=list(DATASETS), default=defaults.dataset)
+    data.add_argument("--representation", choices=REPRESENTATIONS, default=None,
+                      help="how pixels are served (default: the one the likelihood needs)")
+    data.add_argument("--limit", type=int, default=None, help="use only the first N training images (quick runs)")
+    data.add_argument("--test-limit", type=int, default=defaults.test_limit, help="test images to evaluate on")
+    data.add_argument("--validation", type=int, default=defaults.validation, help="training images held out for validation")
+    model = train.add_argument_group("model")
+    model.add_argument("--prior", choices=list(PRIORS), default=defaults.prior)
+    model.add_argument("--likelihood", choices=list(LIKELIHOODS), default=defaults.likelihood)
+    model.add_argument("--guide", choices=list(GUIDES), default=defaults.guide)
+    model.add_argument("--encoder", choices=list(ENCODERS), default=defaults.encoder)
+    model.add_argument("--decoder", choices=list(DECODERS), default=defaults.decoder)
+    model.add_argument("--hidden", type=int, nargs="*", default=list(defaults.hidden), help="MLP hidden sizes")
+    model.add_argument("--z-dim", type=int, default=defaults.z_dim)
+    fitting = train.add_argument_group("training")
+    fitting.add_argument("--estimator", choices=list(ESTIMATORS), default="trace")
+    fitting.add_argument("--particles", type=int, default=1)
+    fitting.add_argument("--beta", type=float, default=1.0, help="KL weight (the end value of a schedule)")
+    fitting.add_argument("--beta-schedule", choices=list(SCHEDULES), default="constant")
+    fitting.add_argument("--beta-steps", type=int, default=1000, help="warm-up length (period for 'cyclical')")
+    fitting.add_argument("--free-bits", type=float, default=None, help="KL floor per latent dim, in nats")
+    fitting.add_argument("--epochs", type=int, default=20)
+    fitting.add_argument("--batch-size", type=int, default=128)
+    fitting.add_argument("--lr", type=float, default=1e-3)
+    fitting.add_argument("--seed", type=int, default=0)
+    fitting.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    fitting.add_argument("--eval-samples", type=int, default=1000, help="importance samples per test image")
+    fitting.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<dataset>-<time>)")
+    fitting.add_argument("--resume", action="store_true", help="continue the run in --out")
+    fitting.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    for name, text in [("evaluate", "recompute a run's summary.json"), ("sample", "draw new samples from a run"),
+                       ("plot", "redraw a run's figures")]:
+        command = commands.add_parser(name, help=text)
+        command.add_argument("run", type=Path, help="the run folder")
+        command.add_argument("--device", default="cpu")
+        if name == "evaluate":
+            command.add_argument("--eval-samples", type=int, default=None, help="default: as in training")
+        if name == "sample":
+            command.add_argument("-n", type=int, default=64, help="how many samples")
+            command.add_argument("--seed", type=int, default=None)
+    return parser
+
+
+def _beta(args):
+    if args.beta_schedule == "constant":
+        return args.beta
+    if args.beta_schedule == "cyclical":
+        return make_schedule("cyclical", period=args.beta_steps, end=args.beta)
+    return make_schedule(args.beta_schedule, steps=args.beta_steps, end=args.beta)
+
+
+def _device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return device
+
+
+def _summary(vae, test, config: RunConfig, num_samples: int, device, progress: bool) -> dict:
+    ks = [k for k in (1, 10, 100, 1000, 5000) if k <= num_samples and num_samples % k == 0]
+    result = evaluate(vae.model, vae.guide, test, num_samples=num_samples, ks=ks, device=device, progress=progress)
+    return {"test_images": result.num_data, **dataclasses.asdict(result)}
+
+
+def _write_summary(run_dir: Path, summary: dict) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _figures(run_dir: Path, vae, config: RunConfig, test, device) -> list[Path]:
+    metrics_path = run_dir / "metrics.csv"
+    metrics = list(csv.DictReader(metrics_path.open())) if metrics_path.exists() else None
+    index = torch.arange(min(len(test), 2000))
+    x = test.batch(index).to(device)
+    folder = run_dir / "figures"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for name, figure in all_figures(vae, x, test.labels[index], metrics).items():
+        path = folder / f"{name}.png"
+        figure.savefig(path, dpi=100)
+        paths.append(path)
+    return paths
+
+
+def train(args) -> int:
+    device = _device(args.device)
+    config = RunConfig(dataset=args.dataset, representation=args.representation, prior=args.prior,
+                       likelihood=args.likelihood, guide=args.guide, encoder=args.encoder, decoder=args.decoder,
+                       hidden=tuple(args.hidden), z_dim=args.z_dim, limit=args.limit, test_limit=args.test_limit,
+                       validation=args.validation, seed=args.seed)
+    run_dir = args.out or Path("runs") / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume:
+        saved = read_config(run_dir)
+        if dataclasses.replace(saved, x_shape=config.x_shape) != config:
+            raise RunError(f"{run_dir} was trained with other data or model options; repeat them exactly to resume")
+    elif (run_dir / "run.json").exists():
+        raise RunError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
+    train_data, validation, test = config.load_data()
+    config = dataclasses.replace(config, x_shape=train_data.x_shape)
+    torch.manual_seed(args.seed)
+    vae = config.build().to(device)
+    write_config(run_dir, config)
+    print(f"training {config.likelihood} VAE (z_dim={config.z_dim}, {config.prior} prior, {config.guide} guide) "
+          f"on {len(train_data)} {config.dataset} images ({config.data_representation}); run folder {run_dir}")
+    started = time.perf_counter()
+    result = fit(vae.model, vae.guide, train_data, validation=validation, run_dir=run_dir, resume=args.resume,
+                 progress=not args.no_progress, device=device, beta=_beta(args), estimator=args.estimator,
+                 num_particles=args.particles, free_bits=args.free_bits, epochs=args.epochs,
+                 batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    train_seconds = time.perf_counter() - started
+    save_model(run_dir, vae, config)
+    summary = {"train_seconds": train_seconds, "epochs": result.epoch, "steps": result.step,
+               "eval_samples": args.eval_samples,
+               **_summary(vae, test, config, args.eval_samples, device, not args.no_progress)}
+    _write_summary(run_dir, summary)
+    figures = _figures(run_dir, vae, config, test, device)
+    _print_summary(summary)
+    print(f"wrote {run_dir}/: run.json checkpoint.pt model.pt metrics.csv summary.json figures/ ({len(figures)} PNGs)")
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"test log p(x) >= {summary['log_px']:.2f} +- {summary['log_px_se']:.2f} nats "
+          f"(importance-weighted, K={summary['num_samples']}, {summary['test_images']} images)")
+    print(f"test ELBO {summary['elbo']:.2f} = reconstruction {summary['reconstruction']:.2f} - KL {summary['kl']:.2f}; "
+          f"active units {summary['active_units']} of {len(summary['latent_variance'])}")
+
+
+def evaluate_run(args) -> int:
+    device = _device(args.device)
+    config, vae = load_model(args.run, device)
+    old = json.loads((args.run / "summary.json").read_text()) if (args.run / "summary.json").exists() else {}
+    num_samples = args.eval_samples or old.get("eval_samples", 1000)
+    _, _, test = config.load_data()
+    summary = {**{k: old[k] for k in ("train_seconds", "epochs", "steps") if k in old}, "eval_samples": num_samples,
+               **_summary(vae, test, config, num_samples, device, progress=True)}
+    _write_summary(args.run, summary)
+    _print_summary(summary)
+    return 0
+
+
+def sample_run(args) -> int:
+    device = _device(args.device)
+    _, vae = load_model(args.run, device)
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    path = args.run / "figures" / "samples.png"
+    path.parent.mkdir(exist_ok=True)
+    samples(vae, args.n).savefig(path, dpi=100)
+    print(f"wrote {path}")
+    return 0
+
+
+def plot_run(args) -> int:
+    device = _device(args.device)
+    config, vae = load_model(args.run, device)
+    _, _, test = config.load_data()
+    for path in _figures(args.run, vae, config, test, device):
+        print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"train": train, "evaluate": evaluate_run, "sample": sample_run, "plot": plot_run}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as error:
+        print(f"pyro-vae: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pyro-vae: interrupted; continue the run with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The pyro-vae command end to end on a tiny subset, and its one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import matplotlib.image
+import pytest
+
+from pyro_vae.cli import main
+
+TINY = ["--limit", "300", "--test-limit", "60", "--validation", "30", "--epochs", "1", "--hidden", "32",
+        "--eval-samples", "50", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--out", str(folder)]) == 0
+    return folder
+
+
+def test_train_writes_the_whole_run(run):
+    names = {"run.json", "checkpoint.pt", "model.pt", "metrics.csv", "summary.json", "figures"}
+    assert names <= {p.name for p in run.iterdir()}
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("elbo", "log_px", "log_px_se", "kl", "active_units", "train_seconds", "iwae_curve"):
+        assert key in summary
+    assert summary["elbo"] <= summary["log_px"] + 1e-6 and summary["test_images"] == 60
+    pngs = sorted((run / "figures").glob("*.png"))
+    assert {p.stem for p in pngs} == {"reconstructions", "samples", "training_curves", "latent_scatter", "manifold",
+                                      "interpolation"}
+    for png in pngs:
+        assert matplotlib.image.imread(png).std() > 0.01, f"{png.name} is blank"
+
+
+def test_evaluate_reproduces_the_summary(run, capsys):
+    before = json.loads((run / "summary.json").read_text())
+    assert main(["evaluate", str(run)]) == 0
+    after = json.loads((run / "summary.json").read_text())
+    assert after["num_samples"] == before["num_samples"] == 50
+    # same model, same test images (seeded binarization): only the Monte Carlo draws differ
+    assert abs(after["elbo"] - before["elbo"]) < min(1.0, before["elbo_se"])
+    assert abs(after["log_px"] - before["log_px"]) < min(1.0, before["log_px_se"])
+    assert "test log p(x)" in capsys.readouterr().out
+
+
+def test_sample_and_plot(run, capsys):
+    (run / "figures" / "samples.png").unlink()
+    assert main(["sample", str(run), "-n", "16", "--seed", "3"]) == 0
+    assert matplotlib.image.imread(run / "figures" / "samples.png").std() > 0.01
+    assert "samples.png" in capsys.readouterr().out
+    assert main(["plot", str(run)]) == 0
+    assert capsys.readouterr().out.count("wrote") == 6
+
+
+def _error(argv, capsys) -> str:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyro-vae: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_missing_data_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYRO_VAE_DATA_DIR", str(tmp_path / "nowhere"))
+    err = _error(["train", *TINY, "--out", str(tmp_path / "r")], capsys)
+    assert "PYRO_VAE_DATA_DIR" in err and "train-images-idx3-ubyte" in err
+
+
+def test_run_folder_errors(run, tmp_path, capsys):
+    assert "already holds a run; add --resume" in _error(["train", *TINY, "--out", str(run)], capsys)
+    assert "no run in" in _error(["train", *TINY, "--out", str(tmp_path / "none"), "--resume"], capsys)
+    assert "no run in" in _error(["evaluate", str(tmp_path / "none")], capsys)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "run.json").write_text(json.dumps({"format": "pyro-vae-run/0", "z_dim": 2}))
+    assert "incompatible pyro-vae" in _error(["plot", str(old)], capsys)
+    assert "repeat them exactly" in _error(["train", *TINY, "--z-dim", "3", "--out", str(run), "--resume"], capsys)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--prior", "nope"], "invalid choice: 'nope'"),
+    (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+    (["train", "--epochs", "many"], "invalid int value"),
+])
+def test_wrong_option_values(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_help_lists_the_choices():
+    out = subprocess.run([sys.executable, "-m", "pyro_vae.cli", "train", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for choice in ("standard_normal", "vamp", "continuous_bernoulli", "iaf", "mean_field", "cyclical", "dequantized"):
+        assert choice in out

@@ -1,0 +1,65 @@
+"""Every figure function draws for a 2-D and a larger latent space, and draws something."""
+
+import io
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from pyro_vae import VAE
+from pyro_vae import plots
+
+METRICS = [
+    {"epoch": 1, "train_loss": 210.0, "beta": 0.5, "val_elbo": -200.0, "val_reconstruction": -190.0, "val_kl": 10.0},
+    {"epoch": 2, "train_loss": 180.0, "beta": 1.0, "val_elbo": -175.0, "val_reconstruction": -160.0, "val_kl": 15.0},
+]
+
+
+def _pixels(figure) -> np.ndarray:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=40)
+    buffer.seek(0)
+    return matplotlib.image.imread(buffer)
+
+
+@pytest.mark.parametrize("z_dim", [2, 5])
+def test_all_figures(z_dim):
+    vae = VAE((1, 8, 8), z_dim=z_dim, hidden=(16,))
+    x = torch.bernoulli(torch.full((30, 1, 8, 8), 0.3))
+    figures = plots.all_figures(vae, x, torch.randint(0, 10, (30,)), METRICS)
+    expected = {"reconstructions", "samples", "training_curves", "latent_scatter", "interpolation"}
+    expected |= {"manifold"} if z_dim == 2 else {"traversals"}
+    assert set(figures) == expected
+    for name, figure in figures.items():
+        assert _pixels(figure).std() > 0.01, f"{name} is blank"
+
+
+def test_manifold_needs_two_dims_and_uses_normal_quantiles(monkeypatch):
+    with pytest.raises(ValueError, match="needs z_dim=2, this VAE has 3; use traversals"):
+        plots.manifold(VAE((1, 8, 8), z_dim=3, hidden=(8,)))
+    vae = VAE((1, 8, 8), z_dim=2, hidden=(8,))
+    seen = []
+    decode = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda z: seen.append(z) or decode(z))
+    plots.manifold(vae, n=4)
+    corners = seen[0][[0, -1]]
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.tensor(0.125)).item()
+    assert torch.allclose(corners, torch.tensor([[q, -q], [-q, q]]), atol=1e-5)
+
+
+def test_interpolation_ends_at_the_posterior_means(monkeypatch):
+    vae = VAE((1, 8, 8), z_dim=3, hidden=(8,))
+    x = torch.bernoulli(torch.full((2, 1, 8, 8), 0.3))
+    seen = []
+    decode = vae.decode
+    monkeypatch.setattr(vae, "decode", lambda z: seen.append(z) or decode(z))
+    plots.interpolation(vae, x[0], x[1], n=5)
+    means = vae.latent_mean(x).detach()
+    assert torch.allclose(seen[0][0], means[0]) and torch.allclose(seen[0][-1], means[1])
+    assert torch.allclose(seen[0][2], means.mean(0), atol=1e-6)
+
+
+def test_vector_data_is_drawn_as_rows():
+    vae = VAE((6,), z_dim=2, likelihood="gaussian", hidden=(8,))
+    assert _pixels(plots.reconstructions(vae, torch.rand(4, 6))).std() > 0.01

@@ -181,9 +181,9 @@ def load_dataset(
     :param split: ``"train"`` (60 000 images for MNIST) or ``"test"`` (10 000).
     :param limit: keep only the first ``limit`` observations (quick runs, tests).
 
-    >>> train = load_dataset("mnist", split="test", representation="continuous", limit=100)  # doctest: +SKIP
-    >>> train.x_shape  # doctest: +SKIP
-    (1, 28, 28)
+    >>> test = load_dataset("mnist", split="test", representation="continuous", limit=100)
+    >>> test.x_shape, len(test), test.labels[:5].tolist()
+    ((1, 28, 28), 100, [7, 2, 1, 0, 4])
     """
     choose({"train": 0, "test": 1}, split, what="split")
     images, labels = load_images(name, train=split == "train", root=root, download=download)

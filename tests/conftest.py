@@ -1,14 +1,9 @@
-"""Shared test set-up: fixed seeds, a clean param store, validation on, the data folder."""
-
-import os
-from pathlib import Path
+"""Shared test set-up: fixed seeds, a clean param store, validation on (the data folder: ../conftest.py)."""
 
 import pyro
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("PYRO_VAE_DATA_DIR", str(REPO.parent / "shared" / "data"))
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 

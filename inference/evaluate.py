@@ -13,14 +13,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import pyro
 import torch
 from pyro import poutine
-from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
 from inference.batching import as_dataset
-from inference.weights import PARTICLE_PLATE, log_weights
+from inference.free_bits import kl_per_dim
+from inference.weights import log_weights, particle_traces
 
 
 @dataclass(frozen=True)
@@ -165,13 +164,6 @@ def _standard_error(values: torch.Tensor) -> float:
     return (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else float("nan")
 
 
-def _traces(model, guide, x, num_samples, max_plate_nesting):
-    with pyro.plate(PARTICLE_PLATE, num_samples, dim=-(max_plate_nesting + 1)):
-        guide_trace = poutine.trace(guide).get_trace(x)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    return model_trace, guide_trace
-
-
 @torch.no_grad()
 def kl_per_dimension(
     model, guide, x: torch.Tensor, *, site: str = "z", num_samples: int = 32, max_plate_nesting: int = 1
@@ -183,18 +175,13 @@ def kl_per_dimension(
     Monte Carlo with ``num_samples`` draws otherwise. ``None`` when either
     does not factorize (a full-covariance guide, a mixture prior).
     """
-    model_trace, guide_trace = _traces(model, guide, x, num_samples, max_plate_nesting)
+    model_trace, guide_trace = particle_traces(model, guide, x, num_samples=num_samples, max_plate_nesting=max_plate_nesting)
     if site not in guide_trace.nodes or site not in model_trace.nodes:
         return None
-    q, p = guide_trace.nodes[site]["fn"], model_trace.nodes[site]["fn"]
-    q_base, p_base = getattr(q, "base_dist", None), getattr(p, "base_dist", None)
-    if q_base is None or p_base is None or type(q).__name__ != "Independent" or type(p).__name__ != "Independent":
-        return None
     try:
-        kl = kl_divergence(q_base, p_base)
-    except NotImplementedError:
-        z = guide_trace.nodes[site]["value"]
-        kl = q_base.log_prob(z) - p_base.log_prob(z)
+        kl = kl_per_dim(model_trace.nodes[site], guide_trace.nodes[site])
+    except ValueError:  # q or p does not factorize over the dimensions
+        return None
     return kl.reshape(-1, kl.shape[-1]).mean(0).tolist()
 
 

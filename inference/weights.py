@@ -66,6 +66,15 @@ def _mean(site, num_samples: int, plate_name: str) -> torch.Tensor:
     return mean.mean(0) if mean.shape[0] == num_samples else mean[0]
 
 
+def particle_traces(model, guide, *args, num_samples: int, max_plate_nesting: int = 1, **kwargs):
+    """(model trace, guide trace) with ``num_samples`` draws of every guide site,
+    vectorized in a plate just outside the model's ``max_plate_nesting`` plates."""
+    with pyro.plate(PARTICLE_PLATE, num_samples, dim=-(max_plate_nesting + 1)):
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return model_trace, guide_trace
+
+
 @torch.no_grad()
 def log_weights(
     model,
@@ -95,11 +104,10 @@ def log_weights(
     >>> torch.allclose(w.log_w, dist.Normal(0.0, 2**0.5).log_prob(torch.tensor([0.0, 1.0])).expand(3, 2))
     True
     """
-    with pyro.plate(PARTICLE_PLATE, num_samples, dim=-(max_plate_nesting + 1)):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
-    zero = None
-    log_lik = log_prior = log_q = zero
+    model_trace, guide_trace = particle_traces(
+        model, guide, *args, num_samples=num_samples, max_plate_nesting=max_plate_nesting, **kwargs
+    )
+    log_lik = log_prior = log_q = None
     means = {}
 
     def add(total, site):

@@ -114,7 +114,7 @@ def log_weights(
         term = _per_datum(site, num_samples, plate_name)
         return term if total is None else total + term
 
-    for name, site in model_trace.nodes.items():
+    for site in model_trace.nodes.values():
         if site["type"] != "sample" or site_is_subsample(site):
             continue
         if site["is_observed"]:

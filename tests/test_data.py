@@ -20,11 +20,11 @@ def test_dynamic_binarization_draws_anew_with_the_grey_levels_as_mean(tiny_image
 
 def test_dynamic_draws_are_reproducible_and_resumable(tiny_images):
     a, b = ImageData(tiny_images, None, "dynamic", seed=4), ImageData(tiny_images, None, "dynamic", seed=4)
-    assert all(torch.equal(x, y) for x, y in zip(a.batches(10), b.batches(10)))
+    assert all(torch.equal(x, y) for x, y in zip(a.batches(10), b.batches(10), strict=True))
     state = a.state_dict()
     after = list(a.batches(10))
     b.load_state_dict(state)
-    assert all(torch.equal(x, y) for x, y in zip(after, b.batches(10)))
+    assert all(torch.equal(x, y) for x, y in zip(after, b.batches(10), strict=True))
 
 
 def test_static_binarization_is_fixed_by_the_seed(tiny_images):

@@ -149,3 +149,30 @@ def test_free_bits_and_beta_change_training():
     _, warm = final_kl(beta=LinearWarmup(steps=60))
     betas = [row["beta"] for row in warm.metrics]
     assert betas[0] == pytest.approx(5 / 60) and betas[-1] == 1.0  # beta of each epoch's last step (6 steps an epoch)
+
+
+def _params_after(**options):
+    pyro.clear_param_store()
+    x = torch.linspace(-2, 2, 64)
+    fit(conjugate_model, conjugate_guide, x, batch_size=16, progress=False, **options)
+    return {name: pyro.param(name).detach().clone() for name in ("a", "b", "s")}
+
+
+def test_training_options_take_effect():
+    start = {"a": torch.tensor(0.0), "b": torch.tensor(0.5), "s": torch.tensor(1.0)}
+    moved = _params_after(epochs=2, lr=0.05)
+    clipped = _params_after(epochs=2, lr=0.05, clip_norm=1e-12)  # a vanishing gradient: Adam's eps dominates
+    assert (moved["b"] - start["b"]).abs() > 0.05 and (clipped["b"] - start["b"]).abs() < 1e-3
+    assert torch.equal(_params_after(epochs=2, seed=3)["a"], _params_after(epochs=2, seed=3)["a"])
+    assert not torch.equal(_params_after(epochs=2, seed=3)["a"], _params_after(epochs=2, seed=4)["a"])
+
+    seen = []
+    result = fit(conjugate_model, conjugate_guide, torch.randn(32), batch_size=16, epochs=3, lr_decay=0.5,
+                 optimizer="clipped_adam", callbacks=[seen.append], progress=False)
+    assert [row["lr"] for row in result.metrics] == [1e-3, 5e-4, 2.5e-4]
+    assert seen == result.metrics
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'; valid choices: 'adam', 'clipped_adam'"):
+        fit(conjugate_model, conjugate_guide, torch.randn(32), optimizer="sgd", progress=False)
+    with pytest.raises(ValueError, match="free bits work with estimator 'trace' or 'mean_field'"):
+        fit(conjugate_model, conjugate_guide, torch.randn(32), estimator="iwae", num_particles=2, free_bits=0.5,
+            progress=False)

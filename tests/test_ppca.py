@@ -1,6 +1,5 @@
 """Probabilistic PCA: the closed forms, and the VAE machinery checked against them."""
 
-import pyro
 import pytest
 import torch
 from torch.distributions import kl_divergence

@@ -94,3 +94,17 @@ def test_help_lists_the_choices():
                          check=True).stdout
     for choice in ("standard_normal", "vamp", "continuous_bernoulli", "iaf", "mean_field", "cyclical", "dequantized"):
         assert choice in out
+
+
+def test_beta_flags_build_the_schedule():
+    from pyro_vae.cli import _beta, _parser
+
+    def beta(*flags):
+        return _beta(_parser().parse_args(["train", *flags]))
+
+    assert beta("--beta", "4") == 4.0
+    linear = beta("--beta", "2", "--beta-schedule", "linear", "--beta-steps", "10")
+    assert (linear(0), linear(5), linear(20)) == (0.0, 1.0, 2.0)
+    cyclical = beta("--beta-schedule", "cyclical", "--beta-steps", "10")
+    assert (cyclical(2), cyclical(7), cyclical(12)) == (0.4, 1.0, 0.4)
+    assert beta("--beta-schedule", "sigmoid", "--beta-steps", "10")(5) == 0.5

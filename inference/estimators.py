@@ -15,6 +15,10 @@ name              Pyro class                                   reference
 ``iwae``          :class:`~pyro.infer.RenyiELBO` (alpha = 0)   Burda et al. 2016
 ``renyi``         :class:`~pyro.infer.RenyiELBO`               Li & Turner 2016
 ``tail_adaptive`` :class:`~pyro.infer.TraceTailAdaptive_ELBO`  Wang et al. 2018
+``stl``           :class:`~inference.path_derivative.          Roeder et al. 2017
+                  TraceSTL_ELBO`
+``dreg``          :class:`~inference.path_derivative.          Tucker et al. 2019
+                  DReG_ELBO` (K = ``num_particles``)
 ================  ===========================================  =========================
 
 ``iwae`` and ``renyi`` with ``num_particles=K`` are the K-sample bounds; with
@@ -39,8 +43,9 @@ from pyro.infer import (
 )
 
 from inference.options import choose
+from inference.path_derivative import DReG_ELBO, TraceSTL_ELBO
 
-EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive"]
+EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg"]
 
 
 def _renyi(alpha: float = 0.5, **kwargs) -> ELBO:
@@ -65,6 +70,8 @@ ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "iwae": lambda **kwargs: RenyiELBO(alpha=0.0, **kwargs),
     "renyi": _renyi,
     "tail_adaptive": _tail_adaptive,
+    "stl": TraceSTL_ELBO,
+    "dreg": lambda num_particles, max_plate_nesting, **_: DReG_ELBO(num_particles, max_plate_nesting),
 }
 
 

@@ -111,11 +111,21 @@ def _accepts_num_data(fn) -> bool:
         return False
 
 
-def _discover_params(elbo, model, guide, x, kwargs) -> dict[str, torch.Tensor]:
+def _backward(elbo, model, guide, x, kwargs) -> torch.Tensor:
+    """Accumulate the estimator's gradient and return its loss (detached). Most
+    Pyro ELBOs offer ``differentiable_loss``; ``RenyiELBO`` only ``loss_and_grads``."""
+    if hasattr(elbo, "differentiable_loss"):
+        loss = elbo.differentiable_loss(model, guide, x, **kwargs)
+        loss.backward()
+        return loss.detach()
+    return torch.tensor(float(elbo.loss_and_grads(model, guide, x, **kwargs)))
+
+
+def _discover_params(elbo, model, guide, x, kwargs, has_loss) -> dict[str, torch.Tensor]:
     """Run the objective once (with validation on) and collect its parameters, as Pyro's SVI does."""
     with poutine.trace(param_only=True) as capture, pyro.validation_enabled(True):
-        loss = elbo.differentiable_loss(model, guide, x, **kwargs)
-    if not torch.isfinite(loss):
+        loss = _backward(elbo, model, guide, x, kwargs)
+    if has_loss and not torch.isfinite(loss):
         raise NonFiniteError(f"the loss is {loss.item()} before any training step: check the data and the initialization")
     params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
     if not params:
@@ -180,6 +190,8 @@ def fit(
     full-data ELBO. The reported ``train_loss`` is per datum.
 
     :param data: a tensor ``(N, ...)`` or a data set with ``__len__`` and ``batch(index)``.
+        Under ``estimator="tail_adaptive"``, which gives gradients but no loss
+        value, ``train_loss`` is NaN: watch the validation ELBO instead.
     :param validation: data for the per-epoch validation ELBO, reconstruction and KL.
     :param run_dir: where ``checkpoint.pt`` and ``metrics.csv`` go (nothing is saved if ``None``).
     :param resume: continue the run saved in ``run_dir``; its settings must match.
@@ -238,7 +250,9 @@ def fit(
     before = data_state(data)
     probe = data.batch(torch.arange(min(n, config.batch_size)))
     probe = probe.to(device) if device is not None else probe
-    params = _discover_params(elbo, scaled.model, scaled.guide, probe, kwargs)
+    # tail_adaptive gives gradients only: its loss value is +inf by design
+    has_loss = config.estimator != "tail_adaptive"
+    params = _discover_params(elbo, scaled.model, scaled.guide, probe, kwargs, has_loss)
     load_data_state(data, before)
     del probe
     optimizer_cls = choose(OPTIMIZERS, config.optimizer, what="optimizer")
@@ -299,13 +313,13 @@ def fit(
                     x = x.to(device) if device is not None else x
                     scaled.step = step
                     optimizer.zero_grad(set_to_none=True)
-                    loss = elbo.differentiable_loss(scaled.model, scaled.guide, x, **kwargs)
-                    loss.backward()
-                    norm = torch.nn.utils.clip_grad_norm_(
-                        param_list, config.clip_norm if config.clip_norm is not None else math.inf
-                    )
-                    value, norm = loss.item(), norm.item()
-                    if not (math.isfinite(value) and math.isfinite(norm)):
+                    loss = _backward(elbo, scaled.model, scaled.guide, x, kwargs)
+                    norm = torch.nn.utils.get_total_norm([p.grad for p in param_list if p.grad is not None])
+                    if config.clip_norm is not None:
+                        torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, norm)
+                    value, norm = torch.stack([loss, norm.to(loss)]).tolist()  # one synchronization
+                    value = value if has_loss else math.nan
+                    if not (math.isfinite(norm) and (math.isfinite(value) or not has_loss)):
                         raise NonFiniteError(
                             f"step {step} (epoch {epoch}): the loss is {value} and the gradient norm {norm}; "
                             f"non-finite: {_diagnose(scaled.model, scaled.guide, x, kwargs, params)}. "

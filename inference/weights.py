@@ -39,14 +39,15 @@ class LogWeights:
         return self.log_lik + self.log_prior - self.log_q
 
 
-def _per_datum(site, num_samples: int, plate_name: str) -> torch.Tensor:
+def _per_datum(site, num_samples: int, plate_name: str, log_p: torch.Tensor | None = None) -> torch.Tensor:
+    """The site's log-density (``log_p``, by default at its own value) summed to ``(num_samples, batch)``."""
     frames = {f.name: f for f in site["cond_indep_stack"]}
     if plate_name not in frames:
         raise ValueError(
             f"site {site['name']!r} is not under pyro.plate({plate_name!r}): per-datum weights need every "
             f"latent and observed site inside the data plate (global latents have no per-datum log p(x))"
         )
-    log_p = site["fn"].log_prob(site["value"])
+    log_p = site["fn"].log_prob(site["value"]) if log_p is None else log_p
     dim = frames[plate_name].dim
     particle_dim = frames[PARTICLE_PLATE].dim
     ndim = -particle_dim

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+import torch
 from pyro.infer import (
     ELBO,
     RenyiELBO,
@@ -73,6 +74,17 @@ ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "stl": TraceSTL_ELBO,
     "dreg": lambda num_particles, max_plate_nesting, **_: DReG_ELBO(num_particles, max_plate_nesting),
 }
+
+
+def backward(elbo, model, guide, *args, **kwargs) -> torch.Tensor:
+    """Accumulate the estimator's gradient into the parameters and return its
+    loss, detached. Most estimators offer ``differentiable_loss``; Pyro's
+    ``RenyiELBO`` only ``loss_and_grads``."""
+    if hasattr(elbo, "differentiable_loss"):
+        loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return loss.detach()
+    return torch.tensor(float(elbo.loss_and_grads(model, guide, *args, **kwargs)))
 
 
 def make_elbo(

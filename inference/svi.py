@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from inference.batching import as_dataset, data_state, load_data_state
 from inference.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from inference.estimators import EstimatorName, make_elbo
+from inference.estimators import EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
 from inference.options import choose
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
@@ -111,20 +111,10 @@ def _accepts_num_data(fn) -> bool:
         return False
 
 
-def _backward(elbo, model, guide, x, kwargs) -> torch.Tensor:
-    """Accumulate the estimator's gradient and return its loss (detached). Most
-    Pyro ELBOs offer ``differentiable_loss``; ``RenyiELBO`` only ``loss_and_grads``."""
-    if hasattr(elbo, "differentiable_loss"):
-        loss = elbo.differentiable_loss(model, guide, x, **kwargs)
-        loss.backward()
-        return loss.detach()
-    return torch.tensor(float(elbo.loss_and_grads(model, guide, x, **kwargs)))
-
-
 def _discover_params(elbo, model, guide, x, kwargs, has_loss) -> dict[str, torch.Tensor]:
     """Run the objective once (with validation on) and collect its parameters, as Pyro's SVI does."""
     with poutine.trace(param_only=True) as capture, pyro.validation_enabled(True):
-        loss = _backward(elbo, model, guide, x, kwargs)
+        loss = backward(elbo, model, guide, x, **kwargs)
     if has_loss and not torch.isfinite(loss):
         raise NonFiniteError(f"the loss is {loss.item()} before any training step: check the data and the initialization")
     params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
@@ -313,7 +303,7 @@ def fit(
                     x = x.to(device) if device is not None else x
                     scaled.step = step
                     optimizer.zero_grad(set_to_none=True)
-                    loss = _backward(elbo, scaled.model, scaled.guide, x, kwargs)
+                    loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
                     norm = torch.nn.utils.get_total_norm([p.grad for p in param_list if p.grad is not None])
                     if config.clip_norm is not None:
                         torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, norm)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
+from pyro.params import param_with_module_name
 import torch
 from torch import nn
 
@@ -94,9 +95,9 @@ class VAE(nn.Module):
             ``num_data / batch`` so that the loss estimates the full-data ELBO.
         """
         self._check(x)
-        pyro.module("prior", self.prior)
-        pyro.module("decoder", self.decoder)
-        pyro.module("likelihood", self.likelihood)
+        self._register("prior", self.prior)
+        self._register("decoder", self.decoder)
+        self._register("likelihood", self.likelihood)
         p_z = self.prior(self.posterior)
         with self._plate(x, num_data):
             z = pyro.sample("z", p_z)
@@ -105,8 +106,8 @@ class VAE(nn.Module):
     def guide(self, x: torch.Tensor, num_data: int | None = None) -> None:
         """q(z|x), amortized by the encoder; takes the same arguments as :meth:`model`."""
         self._check(x)
-        pyro.module("encoder", self.encoder)
-        pyro.module("guide", self.guide_family)
+        self._register("encoder", self.encoder)
+        self._register("guide", self.guide_family)
         with self._plate(x, num_data):
             pyro.sample("z", self.posterior(x))
 
@@ -143,6 +144,23 @@ class VAE(nn.Module):
         return p_x.mean if mean else p_x.sample()
 
     # -- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _register(name: str, module: nn.Module) -> None:
+        """``pyro.module(name, module)``, but this module's parameters win over a
+        previous VAE's that the global param store holds under the same names
+        (``pyro.module`` would silently hand back the old tensors, and an
+        optimizer built from the param sites would train the wrong VAE)."""
+        store = pyro.get_param_store()
+        params = list(module.named_parameters())
+        if params:
+            first = param_with_module_name(name, params[0][0])
+            if first in store and store[first] is not params[0][1]:
+                for param_name, param in params:
+                    key = param_with_module_name(name, param_name)
+                    if key in store and store[key] is not param:
+                        del store[key]
+        pyro.module(name, module)
 
     def _plate(self, x: torch.Tensor, num_data: int | None):
         batch = x.shape[0]

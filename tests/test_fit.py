@@ -185,3 +185,16 @@ def test_fit_trains_under_every_estimator(estimator):
     result = fit(conjugate_model, conjugate_guide, x, estimator=estimator, num_particles=4, epochs=8, batch_size=32,
                  lr=0.05, progress=False)
     assert pyro.param("a").item() > 0.3  # from 0 towards the exact 1 / (1 + SIGMA^2) = 0.61
+
+
+def test_a_second_vae_in_the_same_param_store_is_the_one_trained():
+    """pyro.module hands back the param store's tensors for a known name: the VAE must make its own win."""
+    truth = PPCA.random(x_dim=5, z_dim=2, sigma=0.5, seed=0)
+    x = truth.sample(100, seed=1).float()
+    first, second = VAE((5,), z_dim=2, likelihood="gaussian", hidden=(8,)), VAE((5,), z_dim=2, likelihood="gaussian", hidden=(8,))
+    fit(first.model, first.guide, x, epochs=1, batch_size=50, progress=False)
+    before = {k: v.detach().clone() for k, v in second.state_dict().items()}
+    first_after = {k: v.detach().clone() for k, v in first.state_dict().items()}
+    fit(second.model, second.guide, x, epochs=1, batch_size=50, progress=False)  # no clear_param_store in between
+    assert all(not torch.equal(before[k], v) for k, v in second.state_dict().items() if k in dict(second.named_parameters()))
+    assert all(torch.equal(first_after[k], v) for k, v in first.state_dict().items())

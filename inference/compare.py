@@ -25,7 +25,8 @@ from inference.estimators import backward, make_elbo
 class GroupStats:
     """Gradient statistics of one parameter group over repeated draws.
 
-    :ivar snr: the mean over the group's components of |mean| / std.
+    :ivar snr: the mean over the group's components of |mean| / std (inf where a
+        component is deterministic and nonzero, as under an analytic KL).
     :ivar variance: the sum over the group's components of the gradient variance.
     """
 
@@ -130,6 +131,6 @@ def gradient_stats(
 
 def _group_stats(g: torch.Tensor) -> GroupStats:
     mean, std = g.mean(0), g.std(0)
-    informative = std > 0
+    informative = (std > 0) | (mean != 0)  # a deterministic nonzero component has SNR inf; an all-zero one none
     snr = (mean.abs()[informative] / std[informative]).mean().item() if informative.any() else math.nan
     return GroupStats(num_params=g.shape[1], snr=snr, variance=(std**2).sum().item(), mean_norm=mean.norm().item())

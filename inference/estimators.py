@@ -84,7 +84,7 @@ def backward(elbo, model, guide, *args, **kwargs) -> torch.Tensor:
         loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
         return loss.detach()
-    return torch.tensor(float(elbo.loss_and_grads(model, guide, *args, **kwargs)))
+    return torch.tensor(float(elbo.loss_and_grads(model, guide, *args, **kwargs)), dtype=torch.float64)
 
 
 def make_elbo(

@@ -118,12 +118,15 @@ class PPCA:
         A = torch.linalg.solve(M, self.W.T)  # posterior mean = A (x - mu)
         L = q.scale_tril[0]
         rows, cols = vae.guide_family.rows, vae.guide_family.cols
-        z, floor = self.z_dim, vae.guide_family.min_scale
+        z, guide_floor = self.z_dim, vae.guide_family.min_scale
         with torch.no_grad():
+            # the noise scale too, computed in this dtype (the likelihood's buffer was made in float32)
+            floor = vae.likelihood.min_scale
+            vae.likelihood.raw_scale.copy_(_softplus_inverse(torch.tensor(self.sigma - floor, dtype=self.W.dtype)))
             decoder.weight.copy_(self.W)
             decoder.bias.copy_(self.mu)
             head.weight.zero_()
             head.weight[:z] = A
             head.bias[:z] = -A @ self.mu
-            head.bias[z : 2 * z] = _softplus_inverse(L.diagonal() - floor)
+            head.bias[z : 2 * z] = _softplus_inverse(L.diagonal() - guide_floor)
             head.bias[2 * z :] = L[rows, cols]

@@ -134,3 +134,117 @@ def _group_stats(g: torch.Tensor) -> GroupStats:
     informative = (std > 0) | (mean != 0)  # a deterministic nonzero component has SNR inf; an all-zero one none
     snr = (mean.abs()[informative] / std[informative]).mean().item() if informative.any() else math.nan
     return GroupStats(num_params=g.shape[1], snr=snr, variance=(std**2).sum().item(), mean_norm=mean.norm().item())
+
+
+@dataclass(frozen=True)
+class RaceEntry:
+    """One estimator's run: its budget use, held-out scores and learning curve
+    (``(training seconds, validation ELBO per datum)`` at each epoch end)."""
+
+    estimator: str
+    num_particles: int
+    steps: int
+    train_seconds: float
+    log_px: float
+    log_px_se: float
+    elbo: float
+    curve: list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class RaceResult:
+    entries: list[RaceEntry]
+
+    def table(self) -> str:
+        """A markdown table, best held-out log p(x) first."""
+        rows = ["| estimator | K | steps | train s | held-out log p(x) | held-out ELBO |", "|---|---|---|---|---|---|"]
+        for e in sorted(self.entries, key=lambda e: -e.log_px):
+            rows.append(f"| {e.estimator} | {e.num_particles} | {e.steps} | {e.train_seconds:.1f} | "
+                        f"{e.log_px:.2f} ± {e.log_px_se:.2f} | {e.elbo:.2f} |")
+        return "\n".join(rows)
+
+    def csv(self) -> str:
+        lines = ["estimator,num_particles,steps,train_seconds,log_px,log_px_se,elbo"]
+        lines += [f"{e.estimator},{e.num_particles},{e.steps},{e.train_seconds:.3f},{e.log_px:.4f},{e.log_px_se:.4f},"
+                  f"{e.elbo:.4f}" for e in self.entries]
+        return "\n".join(lines) + "\n"
+
+    def figure(self):
+        """Validation ELBO against training seconds, one line per estimator."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(7, 4.5), layout="constrained")
+        ax = fig.subplots()
+        for e in self.entries:
+            if e.curve:
+                seconds, bound = zip(*e.curve, strict=True)
+                ax.plot(seconds, bound, marker="o", markersize=3, label=f"{e.estimator} (K={e.num_particles})")
+        ax.set_xlabel("training seconds")
+        ax.set_ylabel("validation ELBO (nats per datum)")
+        ax.set_title("bound against wall time")
+        ax.legend()
+        return fig
+
+
+def race(
+    make_pair,
+    data,
+    test,
+    *,
+    estimators: Sequence[str | tuple[str, int]] = ("trace", "stl", ("iwae", 10), ("dreg", 10)),
+    max_seconds: float | None = None,
+    max_steps: int | None = None,
+    validation=None,
+    eval_samples: int = 100,
+    seed: int = 0,
+    progress: bool = False,
+    **fit_options,
+) -> RaceResult:
+    """Train the same model under each estimator for the same budget and score them on ``test``.
+
+    :param make_pair: a function returning a fresh ``(model, guide)``; it is
+        called after ``torch.manual_seed(seed)`` and with a cleared param store
+        for every entrant, so all start from the same initialization.
+    :param estimators: names, or ``(name, num_particles)`` pairs.
+    :param max_seconds, max_steps: the budget of every entrant (one of them is needed).
+    :param validation: data for the learning curves (default: ``test``).
+    :param fit_options: more :func:`inference.fit` settings (``lr``, ``batch_size``, ...).
+
+    >>> import torch, pyro, pyro.distributions as dist
+    >>> def make_pair():
+    ...     def model(x):
+    ...         loc = pyro.param("loc", torch.tensor(0.0))
+    ...         with pyro.plate("data", len(x)):
+    ...             pyro.sample("x", dist.Normal(pyro.sample("z", dist.Normal(loc, 1.0)), 1.0), obs=x)
+    ...     def guide(x):
+    ...         w = pyro.param("w", torch.tensor(0.0))
+    ...         with pyro.plate("data", len(x)):
+    ...             pyro.sample("z", dist.Normal(w * x, 0.7))
+    ...     return model, guide
+    >>> result = race(make_pair, torch.randn(64) + 2, torch.randn(32) + 2, estimators=["trace", ("iwae", 4)],
+    ...               max_steps=40, batch_size=16, lr=0.05)
+    >>> [(e.estimator, e.steps) for e in result.entries]
+    [('trace', 40), ('iwae', 40)]
+    """
+    import pyro
+
+    from inference.evaluate import evaluate
+    from inference.svi import fit
+
+    if max_seconds is None and max_steps is None:
+        raise ValueError("race needs a budget: max_seconds or max_steps")
+    epochs = fit_options.pop("epochs", 10**6)
+    entries = []
+    for spec in estimators:
+        name, k = (spec, 1) if isinstance(spec, str) else spec
+        pyro.clear_param_store()
+        torch.manual_seed(seed)
+        model, guide = make_pair()
+        result = fit(model, guide, data, validation=validation if validation is not None else test, estimator=name,
+                     num_particles=k, max_seconds=max_seconds, max_steps=max_steps,
+                     epochs=epochs, seed=seed, progress=progress, **fit_options)
+        score = evaluate(model, guide, test, num_samples=eval_samples, ks=(1, eval_samples), progress=progress)
+        curve = [(row["train_seconds"], row["val_elbo"]) for row in result.metrics]
+        entries.append(RaceEntry(name, k, result.step, result.train_seconds, score.log_px, score.log_px_se, score.elbo,
+                                 curve))
+    return RaceResult(entries)

@@ -40,7 +40,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.csv"
 OPTIMIZERS = {"adam": torch.optim.Adam, "clipped_adam": ClippedAdam}
 # settings that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"epochs", "max_steps", "checkpoint_every"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "max_seconds", "checkpoint_every"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class FitConfig:
     :ivar free_bits: a floor in nats on the batch-averaged KL of each latent dimension, or ``None``.
     :ivar lr_decay: the learning rate is multiplied by this after every epoch.
     :ivar clip_norm: clip the gradient's global norm to this, or ``None``.
+    :ivar max_steps: stop after this many optimizer steps in all.
+    :ivar max_seconds: stop after this many seconds of training steps in all
+        (validation and checkpoints not counted): a wall-clock budget.
     :ivar checkpoint_every: also checkpoint every this many steps (besides every epoch end).
     """
 
@@ -65,6 +68,7 @@ class FitConfig:
     clip_norm: float | None = None
     epochs: int = 10
     max_steps: int | None = None
+    max_seconds: float | None = None
     batch_size: int = 128
     seed: int = 0
     checkpoint_every: int | None = 500
@@ -86,7 +90,8 @@ class FitConfig:
 
 @dataclass
 class FitResult:
-    """What a run produced: its config, one metrics dict per epoch, and where it was saved."""
+    """What a run produced: its config, one metrics dict per epoch, where it was
+    saved, and ``train_seconds``: the time spent in training steps (all sessions of a resumed run)."""
 
     config: FitConfig
     metrics: list[dict]
@@ -94,6 +99,7 @@ class FitResult:
     epoch: int
     seconds: float
     run_dir: Path | None
+    train_seconds: float = 0.0
 
     @property
     def final_loss(self) -> float:
@@ -250,7 +256,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
     shuffle = torch.Generator().manual_seed(config.seed)
 
-    step, epoch, position, order, metrics = 0, 0, 0, None, []
+    step, epoch, position, order, metrics, trained = 0, 0, 0, None, [], 0.0
     if saved is not None:
         _restore_params(params, saved["params"], checkpoint_path)
         optimizer.load_state_dict(saved["optimizer"])
@@ -259,6 +265,7 @@ def fit(
         load_data_state(data, saved["data_state"])
         set_rng_state(saved["rng"])
         step, epoch, position, metrics = saved["step"], saved["epoch"], saved["position"], list(saved["metrics"])
+        trained = saved["train_seconds"]
         order = saved["order"] if position else None
         log.info("resumed %s at epoch %d, step %d", checkpoint_path, epoch, step)
     else:
@@ -282,6 +289,7 @@ def fit(
                 "position": position,
                 "order": order if order is not None else torch.empty(0, dtype=torch.long),
                 "metrics": metrics,
+                "train_seconds": trained,
             },
         )
 
@@ -290,14 +298,20 @@ def fit(
     started = time.perf_counter()
     bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not progress)
     param_list = list(params.values())
+    def budget_left() -> bool:
+        return (config.max_steps is None or step < config.max_steps) and (
+            config.max_seconds is None or trained < config.max_seconds
+        )
+
     try:
         with pyro.validation_enabled(False):
-            while epoch < config.epochs and (config.max_steps is None or step < config.max_steps):
+            while epoch < config.epochs and budget_left():
                 epoch_start = time.perf_counter()
                 if order is None:
                     order = torch.randperm(n, generator=shuffle)
                 loss_sum, seen = 0.0, 0
-                while position < num_batches and (config.max_steps is None or step < config.max_steps):
+                while position < num_batches and budget_left():
+                    step_start = time.perf_counter()
                     index = order[position * config.batch_size : (position + 1) * config.batch_size]
                     x = data.batch(index)
                     x = x.to(device) if device is not None else x
@@ -319,13 +333,14 @@ def fit(
                         )
                     optimizer.step()
                     step, position = step + 1, position + 1
+                    trained += time.perf_counter() - step_start
                     loss_sum += value / (per_datum or len(index)) * len(index)
                     seen += len(index)
                     bar.update(1)
                     bar.set_postfix(loss=f"{value / (per_datum or len(index)):.4g}", beta=f"{scaled.beta:.3g}", refresh=False)
                     if config.checkpoint_every and step % config.checkpoint_every == 0 and position < num_batches:
                         checkpoint()
-                if position < num_batches:  # stopped by max_steps inside an epoch
+                if position < num_batches:  # stopped by max_steps or max_seconds inside an epoch
                     checkpoint()
                     break
                 row = {
@@ -335,6 +350,7 @@ def fit(
                     "beta": scaled.beta,
                     "lr": optimizer.param_groups[0]["lr"],
                     "seconds": time.perf_counter() - epoch_start,
+                    "train_seconds": trained,
                 }
                 if validation is not None:
                     row.update(_validation_metrics(model, guide, validation, config.batch_size, device))
@@ -348,7 +364,7 @@ def fit(
                     callback(row)
     finally:
         bar.close()
-    return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir)
+    return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained)
 
 
 def _check_same_run(saved: FitConfig, requested: FitConfig, path: Path) -> None:

@@ -122,3 +122,23 @@ def test_compare_a_hand_written_model():
         assert s.seconds_per_step > 0 and s.loss_se > 0
         assert s.groups["model"].snr > 1  # the prior mean's gradient is strong at loc = 0 < mean of x
     assert stats["mean_field"].groups["guide"].variance < stats["trace"].groups["guide"].variance
+
+
+def test_race_on_a_hand_written_model():
+    from inference.compare import race
+
+    def make_pair():
+        return _model, _guide
+
+    data, test = torch.randn(128) + 1.5, torch.randn(64) + 1.5
+    result = race(make_pair, data, test, estimators=["trace", "stl", ("iwae", 5), ("dreg", 5)], max_steps=60,
+                  batch_size=32, lr=0.05, eval_samples=50)
+    assert [(e.estimator, e.num_particles, e.steps) for e in result.entries] == [
+        ("trace", 1, 60), ("stl", 1, 60), ("iwae", 5, 60), ("dreg", 5, 60)]
+    exact = dist.Normal(1.5, 2**0.5).log_prob(test).mean().item()  # the model's best log-likelihood, about
+    for e in result.entries:
+        assert len(e.curve) == 15 and e.train_seconds > 0
+        assert e.elbo <= e.log_px + 1e-6 and abs(e.log_px - exact) < 0.5
+    assert result.table().count("\n") == 5 and "| dreg | 5 | 60 |" in result.table()
+    assert result.csv().splitlines()[0] == "estimator,num_particles,steps,train_seconds,log_px,log_px_se,elbo"
+    assert len(result.figure().axes[0].lines) == 4

@@ -198,3 +198,10 @@ def test_a_second_vae_in_the_same_param_store_is_the_one_trained():
     fit(second.model, second.guide, x, epochs=1, batch_size=50, progress=False)  # no clear_param_store in between
     assert all(not torch.equal(before[k], v) for k, v in second.state_dict().items() if k in dict(second.named_parameters()))
     assert all(torch.equal(first_after[k], v) for k, v in first.state_dict().items())
+
+
+def test_max_seconds_is_a_wall_clock_budget():
+    x = torch.randn(4096)
+    result = fit(conjugate_model, conjugate_guide, x, batch_size=8, epochs=1000, max_seconds=0.5, progress=False)
+    assert 0 < result.step < 1000 * 512 and result.epoch < 1000
+    assert result.seconds < 5  # stopped by the budget, not by the epochs

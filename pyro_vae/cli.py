@@ -3,6 +3,7 @@
     pyro-vae train                      # MNIST, Bernoulli, N(0, I) prior, diagonal guide, z_dim 2
     pyro-vae train --z-dim 20 --likelihood continuous_bernoulli --epochs 30 --out runs/cb
     pyro-vae evaluate RUN | pyro-vae sample RUN | pyro-vae plot RUN
+    pyro-vae compare --seconds 60       # estimators: gradient SNR table and a timed race
 
 Errors a user can make print one line that names the fix, and exit non-zero.
 """
@@ -20,13 +21,14 @@ from pathlib import Path
 import torch
 
 from inference import ESTIMATORS, SCHEDULES, CheckpointError, NonFiniteError, evaluate, fit, make_schedule
-from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError
+from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError, load_dataset
 from pyro_vae.guides import GUIDES
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.nets import DECODERS, ENCODERS
 from pyro_vae.plots import all_figures, samples
 from pyro_vae.priors import PRIORS
 from pyro_vae.run import RunConfig, RunError, load_model, read_config, save_model, write_config
+from pyro_vae.vae import VAE
 
 USER_ERRORS = (DatasetNotFoundError, CheckpointError, RunError, FileNotFoundError, ValueError, NonFiniteError)
 
@@ -69,6 +71,26 @@ def _parser() -> argparse.ArgumentParser:
     fitting.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<dataset>-<time>)")
     fitting.add_argument("--resume", action="store_true", help="continue the run in --out")
     fitting.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    compare = commands.add_parser("compare", help="compare gradient estimators: an SNR table and a timed race",
+                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    compare.add_argument("--dataset", choices=list(DATASETS), default="mnist")
+    compare.add_argument("--limit", type=int, default=10000, help="training images")
+    compare.add_argument("--test-limit", type=int, default=1000, help="held-out images for the race's scores")
+    compare.add_argument("--z-dim", type=int, default=20)
+    compare.add_argument("--hidden", type=int, nargs="*", default=[200])
+    compare.add_argument("--estimators", nargs="+", choices=list(ESTIMATORS), default=["trace", "stl", "iwae", "dreg"])
+    compare.add_argument("--particles", type=int, nargs="+", default=[1, 10, 100], help="K values of the SNR table")
+    compare.add_argument("--repeats", type=int, default=50, help="gradient draws per estimator and K")
+    compare.add_argument("--warmup-epochs", type=int, default=1, help="epochs of 'trace' training before the SNR table")
+    compare.add_argument("--race-particles", type=int, default=10, help="K of the multi-sample estimators in the race")
+    compare.add_argument("--seconds", type=float, default=60.0, help="training seconds per estimator in the race")
+    compare.add_argument("--batch-size", type=int, default=128)
+    compare.add_argument("--lr", type=float, default=1e-3)
+    compare.add_argument("--eval-samples", type=int, default=100)
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-<time>)")
+    compare.add_argument("--no-progress", action="store_true")
 
     for name, text in [("evaluate", "recompute a run's summary.json"), ("sample", "draw new samples from a run"),
                        ("plot", "redraw a run's figures")]:
@@ -201,7 +223,66 @@ def plot_run(args) -> int:
     return 0
 
 
-COMMANDS = {"train": train, "evaluate": evaluate_run, "sample": sample_run, "plot": plot_run}
+MULTI_SAMPLE = {"iwae", "renyi", "dreg", "tail_adaptive"}
+
+
+def compare_estimators(args) -> int:
+    from inference.compare import gradient_stats, race
+
+    out = args.out or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and any(out.iterdir()):
+        raise RunError(f"{out} is not empty; choose another --out")
+    (out / "figures").mkdir(parents=True)
+    train_data = load_dataset(args.dataset, split="train", representation="dynamic", seed=args.seed, limit=args.limit)
+    test = load_dataset(args.dataset, split="test", representation="dynamic", seed=args.seed + 1, limit=args.test_limit)
+
+    def make_vae():
+        return VAE(train_data.x_shape, args.z_dim, hidden=tuple(args.hidden))
+
+    torch.manual_seed(args.seed)
+    vae = make_vae()
+    if args.warmup_epochs:
+        fit(vae.model, vae.guide, train_data, epochs=args.warmup_epochs, batch_size=args.batch_size, lr=args.lr,
+            seed=args.seed, progress=not args.no_progress)
+    batch = train_data.batch(torch.arange(64))
+    rows = ["| estimator | K | loss per image | guide SNR | model SNR | guide variance | ms/step |",
+            "|---|---|---|---|---|---|---|"]
+    lines = ["estimator,num_particles,loss,loss_se,guide_snr,model_snr,guide_variance,model_variance,seconds_per_step"]
+    for k in args.particles:
+        stats = gradient_stats(vae.model, vae.guide, batch, estimators=args.estimators, num_particles=k,
+                               repeats=args.repeats)
+        for name, st in stats.items():
+            g, m = st.groups["guide"], st.groups["model"]
+            rows.append(f"| {name} | {k} | {st.loss / len(batch):.2f} ± {st.loss_se / len(batch):.2f} | {g.snr:.3f} | {m.snr:.3f} | "
+                        f"{g.variance:.4g} | {1000 * st.seconds_per_step:.1f} |")
+            lines.append(f"{name},{k},{st.loss},{st.loss_se},{g.snr},{m.snr},{g.variance},{m.variance},"
+                         f"{st.seconds_per_step}")
+    (out / "snr.md").write_text("\n".join(rows) + "\n")
+    (out / "snr.csv").write_text("\n".join(lines) + "\n")
+    print(f"gradient signal-to-noise on one batch of 64 after {args.warmup_epochs} warm-up epoch(s), "
+          f"{args.repeats} draws each:")
+    print("\n".join(rows))
+
+    def make_pair():
+        fresh = make_vae()
+        return fresh.model, fresh.guide
+
+    entrants = [(name, args.race_particles if name in MULTI_SAMPLE else 1) for name in args.estimators]
+    result = race(make_pair, train_data, test, estimators=entrants, max_seconds=args.seconds,
+                  eval_samples=args.eval_samples, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                  progress=not args.no_progress)
+    (out / "race.md").write_text(result.table() + "\n")
+    (out / "race.csv").write_text(result.csv())
+    result.figure().savefig(out / "figures" / "race.png", dpi=100)
+    print(f"race: {args.seconds:g} training seconds each, scored on {len(test)} held-out images "
+          f"(K={args.eval_samples}):")
+    print(result.table())
+    print(f"wrote {out}/: snr.md snr.csv race.md race.csv figures/race.png")
+    return 0
+
+
+COMMANDS = {"train": train, "evaluate": evaluate_run, "sample": sample_run, "plot": plot_run,
+            "compare": compare_estimators}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,3 +108,18 @@ def test_beta_flags_build_the_schedule():
     cyclical = beta("--beta-schedule", "cyclical", "--beta-steps", "10")
     assert (cyclical(2), cyclical(7), cyclical(12)) == (0.4, 1.0, 0.4)
     assert beta("--beta-schedule", "sigmoid", "--beta-steps", "10")(5) == 0.5
+
+
+def test_compare_writes_tables_and_figure(tmp_path, capsys):
+    out = tmp_path / "compare"
+    argv = ["compare", "--limit", "200", "--test-limit", "40", "--z-dim", "3", "--hidden", "16", "--particles", "1", "4",
+            "--repeats", "5", "--seconds", "0.5", "--eval-samples", "10", "--race-particles", "4", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    snr = (out / "snr.csv").read_text().splitlines()
+    assert len(snr) == 1 + 2 * 4 and snr[1].startswith("trace,1,")
+    race = (out / "race.csv").read_text().splitlines()
+    assert sorted(line.split(",")[0] for line in race[1:]) == ["dreg", "iwae", "stl", "trace"]
+    assert matplotlib.image.imread(out / "figures" / "race.png").std() > 0.01
+    assert "race: 0.5 training seconds each" in capsys.readouterr().out
+    assert "is not empty" in _error(argv, capsys)

@@ -49,7 +49,7 @@ def _mean_gradient(vae, x, name, num_particles, repeats, copies):
     return draws.mean(0), draws.std(0) / repeats**0.5
 
 
-@pytest.mark.parametrize("name", ["trace", "stl", "iwae"])
+@pytest.mark.parametrize("name", ["trace", "mean_field", "graph", "stl", "iwae"])
 def test_elbo_gradients_are_unbiased(name):
     ppca, vae = _off_posterior_ppca()
     x = ppca.sample(1, seed=1)

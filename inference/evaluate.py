@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import torch
 from pyro import poutine
-from tqdm.auto import tqdm
 
 from inference.batching import as_dataset
 from inference.free_bits import kl_per_dim
-from inference.weights import log_weights, particle_traces
+from inference.weights import iter_log_weights, particle_traces
 
 
 @dataclass(frozen=True)
@@ -55,12 +54,6 @@ class Evaluation:
 
 def _logmeanexp(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(x, dim) - math.log(x.shape[dim])
-
-
-def _chunk_sizes(num_samples: int, num_data: int, budget: int) -> tuple[int, int]:
-    """(data per pass, samples per pass) with their product at most ``budget``."""
-    samples = min(num_samples, budget)
-    return max(1, min(num_data, budget // samples)), samples
 
 
 @torch.no_grad()
@@ -111,33 +104,20 @@ def evaluate(
     if bad:
         raise ValueError(f"every k of the IWAE curve must divide num_samples={num_samples}; {bad} do not")
     start = time.perf_counter()
-    batch_size, sample_chunk = _chunk_sizes(num_samples, n, budget)
     sums = {"log_px": [], "elbo": [], "rec": [], "kl": [], **{k: [] for k in ks}}
     means = []
-    bar = tqdm(total=n, desc="evaluate", unit="datum", disable=not progress, leave=False)
-    for first in range(0, n, batch_size):
-        x = data.batch(torch.arange(first, min(first + batch_size, n)))
-        x = x.to(device) if device is not None else x
-        parts, chunk_means = [], []
-        for done in range(0, num_samples, sample_chunk):
-            w = log_weights(
-                model, guide, x, num_samples=min(sample_chunk, num_samples - done), max_plate_nesting=max_plate_nesting
-            )
-            parts.append(torch.stack([w.log_lik, w.log_prior, w.log_q]))
-            if latent_site in w.latent_means:
-                chunk_means.append(w.latent_means[latent_site])
-        log_lik, log_prior, log_q = torch.cat(parts, dim=1).double().unbind(0)  # each (K, b)
-        log_w = log_lik + log_prior - log_q
+    batches = iter_log_weights(model, guide, data, num_samples=num_samples, budget=budget,
+                               max_plate_nesting=max_plate_nesting, device=device, progress=progress, desc="evaluate")
+    for x, w in batches:
+        log_w = w.log_w  # (K, b)
         sums["log_px"].append(_logmeanexp(log_w))
         sums["elbo"].append(log_w.mean(0))
-        sums["rec"].append(log_lik.mean(0))
-        sums["kl"].append((log_q - log_prior).mean(0))
+        sums["rec"].append(w.log_lik.mean(0))
+        sums["kl"].append((w.log_q - w.log_prior).mean(0))
         for k in ks:
             sums[k].append(_logmeanexp(log_w.reshape(num_samples // k, k, -1), dim=1).mean(0))
-        if chunk_means:
-            means.append(torch.stack(chunk_means).mean(0).reshape(x.shape[0], -1).double().cpu())
-        bar.update(x.shape[0])
-    bar.close()
+        if latent_site in w.latent_means:
+            means.append(w.latent_means[latent_site].reshape(x.shape[0], -1).double().cpu())
     per_datum = {key: torch.cat(values).cpu() for key, values in sums.items()}
     latent_variance = torch.cat(means).var(0, unbiased=False).tolist() if means else []
     sample = data.batch(torch.arange(min(n, mi_data)))

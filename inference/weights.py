@@ -9,12 +9,14 @@ split into the three parts of the ELBO.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
+from tqdm.auto import tqdm
 
 PARTICLE_PLATE = "_iw_samples"
 
@@ -130,3 +132,48 @@ def log_weights(
     if log_lik is None or log_q is None:
         raise ValueError("the model needs an observed site and the guide a latent site to weigh")
     return LogWeights(log_lik, torch.zeros_like(log_lik) if log_prior is None else log_prior, log_q, means)
+
+
+def _chunk_sizes(num_samples: int, num_data: int, budget: int) -> tuple[int, int]:
+    """(data per pass, samples per pass) with their product at most ``budget``."""
+    samples = min(num_samples, budget)
+    return max(1, min(num_data, budget // samples)), samples
+
+
+@torch.no_grad()
+def iter_log_weights(
+    model,
+    guide,
+    data,
+    *,
+    num_samples: int,
+    budget: int = 2**16,
+    max_plate_nesting: int = 1,
+    device=None,
+    progress: bool = False,
+    desc: str = "weights",
+) -> Iterator[tuple[torch.Tensor, LogWeights]]:
+    """For consecutive batches of a data set (anything with ``__len__`` and
+    ``batch(index)``): the batch and its :class:`LogWeights` with
+    ``num_samples`` samples per datum (float64, ``(num_samples, batch)``),
+    drawn in vectorized passes of at most ``budget`` (samples x data)
+    particles, so that memory is bounded by ``budget`` whatever ``num_samples`` is."""
+    n = len(data)
+    batch_size, sample_chunk = _chunk_sizes(num_samples, n, budget)
+    bar = tqdm(total=n, desc=desc, unit="datum", disable=not progress, leave=False)
+    for first in range(0, n, batch_size):
+        x = data.batch(torch.arange(first, min(first + batch_size, n)))
+        x = x.to(device) if device is not None else x
+        chunks = [
+            log_weights(model, guide, x, num_samples=min(sample_chunk, num_samples - done),
+                        max_plate_nesting=max_plate_nesting)
+            for done in range(0, num_samples, sample_chunk)
+        ]
+        yield x, LogWeights(
+            torch.cat([c.log_lik for c in chunks]).double(),
+            torch.cat([c.log_prior for c in chunks]).double(),
+            torch.cat([c.log_q for c in chunks]).double(),
+            {site: torch.stack([c.latent_means[site] for c in chunks]).mean(0) for site in chunks[0].latent_means},
+        )
+        bar.update(x.shape[0])
+    bar.close()

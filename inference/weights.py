@@ -10,7 +10,7 @@ split into the three parts of the ELBO.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyro
 import torch
@@ -28,13 +28,16 @@ class LogWeights:
     ``log_lik`` sums the observed sites, ``log_prior`` the model's latent sites
     and ``log_q`` the guide's sites; ``log_w = log_lik + log_prior - log_q``.
     ``latent_means`` maps each latent site to E_q[z | x] ``(batch, *event)``
-    (exact where the guide's distribution has a mean, else the sample mean).
+    (exact where the guide's distribution has a mean, else the sample mean);
+    ``samples`` maps it to the draws ``(S, batch, *event)`` (kept by
+    :func:`log_weights`, not by :func:`iter_log_weights`).
     """
 
     log_lik: torch.Tensor
     log_prior: torch.Tensor
     log_q: torch.Tensor
     latent_means: dict[str, torch.Tensor]
+    samples: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def log_w(self) -> torch.Tensor:
@@ -111,7 +114,7 @@ def log_weights(
         model, guide, *args, num_samples=num_samples, max_plate_nesting=max_plate_nesting, **kwargs
     )
     log_lik = log_prior = log_q = None
-    means = {}
+    means, samples = {}, {}
 
     def add(total, site):
         term = _per_datum(site, num_samples, plate_name)
@@ -129,9 +132,10 @@ def log_weights(
             continue
         log_q = add(log_q, site)
         means[name] = _mean(site, num_samples, plate_name)
+        samples[name] = site["value"]
     if log_lik is None or log_q is None:
         raise ValueError("the model needs an observed site and the guide a latent site to weigh")
-    return LogWeights(log_lik, torch.zeros_like(log_lik) if log_prior is None else log_prior, log_q, means)
+    return LogWeights(log_lik, torch.zeros_like(log_lik) if log_prior is None else log_prior, log_q, means, samples)
 
 
 def _chunk_sizes(num_samples: int, num_data: int, budget: int) -> tuple[int, int]:

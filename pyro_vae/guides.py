@@ -34,6 +34,14 @@ class GuideFamily(nn.Module):
     def _scale(self, raw: torch.Tensor) -> torch.Tensor:
         return F.softplus(raw) + self.min_scale
 
+    def forward(self, features):
+        return self.distribution(self.head(features))
+
+    def distribution(self, params: torch.Tensor) -> dist.TorchDistribution:
+        """q(z|x) from the head's output (the family's free parameters: what a
+        non-amortized guide of the same family optimizes per datum)."""
+        raise NotImplementedError(f"{type(self).__name__} has no free-parameter form")
+
 
 class DiagonalNormal(GuideFamily):
     """N(mu(x), diag(sigma(x)^2)), sigma through softplus with a floor (the default).
@@ -47,8 +55,8 @@ class DiagonalNormal(GuideFamily):
         super().__init__(feature_dim, z_dim, min_scale)
         self.head = nn.Linear(feature_dim, 2 * z_dim)
 
-    def forward(self, features):
-        loc, raw = self.head(features).chunk(2, dim=-1)
+    def distribution(self, params):
+        loc, raw = params.chunk(2, dim=-1)
         return dist.Normal(loc, self._scale(raw)).to_event(1)
 
 
@@ -60,9 +68,8 @@ class LowRankNormal(GuideFamily):
         self.rank = rank
         self.head = nn.Linear(feature_dim, z_dim * (rank + 2))
 
-    def forward(self, features):
-        out = self.head(features)
-        loc, raw, factor = out.split([self.z_dim, self.z_dim, self.z_dim * self.rank], dim=-1)
+    def distribution(self, params):
+        loc, raw, factor = params.split([self.z_dim, self.z_dim, self.z_dim * self.rank], dim=-1)
         factor = factor.reshape(*factor.shape[:-1], self.z_dim, self.rank)
         return dist.LowRankMultivariateNormal(loc, factor, self._scale(raw) ** 2)
 
@@ -77,9 +84,8 @@ class FullNormal(GuideFamily):
         self.register_buffer("cols", cols, persistent=False)
         self.head = nn.Linear(feature_dim, 2 * z_dim + len(rows))
 
-    def forward(self, features):
-        out = self.head(features)
-        loc, raw, off = out.split([self.z_dim, self.z_dim, len(self.rows)], dim=-1)
+    def distribution(self, params):
+        loc, raw, off = params.split([self.z_dim, self.z_dim, len(self.rows)], dim=-1)
         tril = torch.diag_embed(self._scale(raw))
         tril[..., self.rows, self.cols] = off
         return dist.MultivariateNormal(loc, scale_tril=tril)

@@ -119,6 +119,26 @@ class VAE(nn.Module):
 
     encode = posterior
 
+    def local_guide(self, x: torch.Tensor):
+        """A non-amortized guide of this VAE's family for the batch ``x``: free
+        per-datum parameters, initialized at the encoder's output. Returns
+        ``(guide, [params])`` for :func:`inference.diagnostics.amortization_gap`."""
+        if not hasattr(self.guide_family, "head"):
+            raise ValueError(
+                f"guide {type(self.guide_family).__name__} has no free per-datum parameters (its flows are conditioned "
+                f"on the encoder's features); the amortization gap needs guide='diagonal', 'low_rank' or 'full'"
+            )
+        with torch.no_grad():
+            params = self.guide_family.head(self.encoder(x)).clone()
+        params.requires_grad_(True)
+        family = self.guide_family
+
+        def guide(x_batch, num_data=None):
+            with self._plate(x_batch, num_data):
+                pyro.sample("z", family.distribution(params))
+
+        return guide, [params]
+
     def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
         """p(x|z) for a batch of latents shaped ``(*batch, z_dim)``."""
         return self.likelihood(self.decoder(z))

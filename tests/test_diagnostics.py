@@ -86,3 +86,27 @@ def test_collapse_warning_fires_for_a_strong_beta_only():
         warnings.simplefilter("error", PosteriorCollapseWarning)
         report = collapse_report(healthy.model, healthy.guide, x[:300])
     assert report.active_units >= 2 and report.warning is None
+
+
+def test_amortization_gap_on_ppca(ppca):
+    from inference.diagnostics import amortization_gap
+
+    x = ppca.sample(20, seed=1)
+    exact_lp = ppca.log_marginal(x)
+    vae = ppca.vae(exact_guide=True)
+    tight = amortization_gap(vae.model, vae.guide, x, local_guide=vae.local_guide, steps=50).summary()
+    assert abs(tight["approximation_gap"]) < 1e-6 and abs(tight["amortization_gap"]) < 1e-6
+    assert tight["log_px"] == pytest.approx(exact_lp.mean().item(), abs=1e-6)
+
+    with torch.no_grad():  # an amortized guide that is off; the full-covariance family still holds the posterior
+        vae.guide_family.head.bias.add_(0.3)
+    gap = amortization_gap(vae.model, vae.guide, x, local_guide=vae.local_guide, steps=300)
+    summary = gap.summary()
+    assert abs(summary["approximation_gap"]) < 1e-3  # the per-datum fit finds the exact posterior
+    assert summary["amortization_gap"] > 10 * summary["amortization_gap_se"] > 0
+    assert torch.allclose(gap.log_px, exact_lp, atol=1e-3)
+
+
+def test_local_guide_needs_free_parameters():
+    with pytest.raises(ValueError, match="needs guide='diagonal', 'low_rank' or 'full'"):
+        VAE((1, 4, 4), z_dim=2, guide="iaf", hidden=(8,)).local_guide(torch.zeros(2, 1, 4, 4))

@@ -266,7 +266,9 @@ def amortization_gap(model, guide, x: torch.Tensor, *, local_guide, steps: int =
     local, free = local_guide(x)
     # sticking-the-landing gradients vanish at the family's optimum when it holds the posterior: no SGD jitter there
     elbo = make_elbo("stl", num_particles=num_particles)
-    optimizer = torch.optim.Adam(free, lr=lr)
+    # Adam's step is about lr whatever the gradient's size; a large eps keeps rounding-level
+    # gradients (at the optimum) from being blown up into full-size steps
+    optimizer = torch.optim.Adam(free, lr=lr, eps=1e-4)
     decay = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.01 ** (1 / max(steps, 1)))
     for _ in range(steps):
         loss = elbo.differentiable_loss(model, local, x)

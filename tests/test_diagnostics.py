@@ -94,9 +94,9 @@ def test_amortization_gap_on_ppca(ppca):
     x = ppca.sample(20, seed=1)
     exact_lp = ppca.log_marginal(x)
     vae = ppca.vae(exact_guide=True)
-    tight = amortization_gap(vae.model, vae.guide, x, local_guide=vae.local_guide, steps=50).summary()
-    assert abs(tight["approximation_gap"]) < 1e-6 and abs(tight["amortization_gap"]) < 1e-6
-    assert tight["log_px"] == pytest.approx(exact_lp.mean().item(), abs=1e-6)
+    tight = amortization_gap(vae.model, vae.guide, x, local_guide=vae.local_guide, steps=300).summary()
+    assert abs(tight["approximation_gap"]) < 1e-4 and abs(tight["amortization_gap"]) < 1e-4
+    assert tight["log_px"] == pytest.approx(exact_lp.mean().item(), abs=1e-4)
 
     with torch.no_grad():  # an amortized guide that is off; the full-covariance family still holds the posterior
         vae.guide_family.head.bias.add_(0.3)

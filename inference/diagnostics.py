@@ -284,3 +284,31 @@ def amortization_gap(model, guide, x: torch.Tensor, *, local_guide, steps: int =
     amortized, optimized = per_datum(guide), per_datum(local)
     log_px = torch.logsumexp(optimized, 0) - math.log(num_samples)
     return AmortizationGap(log_px.cpu(), amortized.mean(0).cpu(), optimized.mean(0).cpu())
+
+
+def overlay(guide_draws: torch.Tensor, reference: ReferencePosterior, *, max_dims: int = 4, title: str = ""):
+    """Guide draws against NUTS draws of one datum's latent: marginal histograms
+    on the diagonal, pair scatter plots below it (the first ``max_dims`` dimensions)."""
+    from matplotlib.figure import Figure
+
+    q = guide_draws.reshape(-1, guide_draws.shape[-1]).double().cpu()
+    p = reference.samples.flatten(0, 1).reshape(-1, q.shape[-1]).double().cpu()
+    d = min(q.shape[-1], max_dims)
+    fig = Figure(figsize=(2.4 * d + 0.5, 2.4 * d), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(d, d, squeeze=False))
+    for i in range(d):
+        for j in range(d):
+            ax = axes[i, j]
+            if i == j:
+                ax.hist(p[:, i].numpy(), bins=40, density=True, alpha=0.5, color="C1", label="NUTS")
+                ax.hist(q[:, i].numpy(), bins=40, density=True, alpha=0.5, color="C0", label="guide")
+            elif i > j:
+                ax.scatter(p[:, j].numpy(), p[:, i].numpy(), s=2, alpha=0.3, color="C1")
+                ax.scatter(q[:, j].numpy(), q[:, i].numpy(), s=2, alpha=0.3, color="C0")
+            else:
+                ax.set_axis_off()
+            if i == d - 1:
+                ax.set_xlabel(f"z[{j}]")
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle(title or f"guide (blue) vs NUTS (orange); R-hat {reference.rhat:.3f}, ESS {reference.ess:.0f}")
+    return fig

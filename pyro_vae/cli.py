@@ -4,6 +4,7 @@
     pyro-vae train --z-dim 20 --likelihood continuous_bernoulli --epochs 30 --out runs/cb
     pyro-vae evaluate RUN | pyro-vae sample RUN | pyro-vae plot RUN
     pyro-vae compare --seconds 60       # estimators: gradient SNR table and a timed race
+    pyro-vae diagnose RUN               # k-hat per image, NUTS references, amortization gap, collapse
 
 Errors a user can make print one line that names the fix, and exit non-zero.
 """
@@ -91,6 +92,19 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-<time>)")
     compare.add_argument("--no-progress", action="store_true")
+
+    diagnose = commands.add_parser("diagnose", help="posterior diagnostics of a run: k-hat, NUTS, gaps, collapse",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    diagnose.add_argument("run", type=Path, help="the run folder")
+    diagnose.add_argument("--data", type=int, default=500, help="test images for k-hat and the collapse report")
+    diagnose.add_argument("--samples", type=int, default=500, help="guide draws per image")
+    diagnose.add_argument("--nuts", type=int, default=2, help="test images with a NUTS reference posterior")
+    diagnose.add_argument("--nuts-samples", type=int, default=300, help="NUTS draws per chain (4 chains)")
+    diagnose.add_argument("--nuts-warmup", type=int, default=200)
+    diagnose.add_argument("--gap-data", type=int, default=20, help="test images for the amortization gap")
+    diagnose.add_argument("--gap-steps", type=int, default=300, help="optimizer steps of the per-image guides")
+    diagnose.add_argument("--idata", type=int, default=10, help="test images in posterior.nc")
+    diagnose.add_argument("--device", default="cpu")
 
     for name, text in [("evaluate", "recompute a run's summary.json"), ("sample", "draw new samples from a run"),
                        ("plot", "redraw a run's figures")]:
@@ -223,6 +237,73 @@ def plot_run(args) -> int:
     return 0
 
 
+def diagnose_run(args) -> int:
+    import warnings
+
+    from inference import diagnostics as dg
+    from pyro_vae.plots import worst_fitted
+
+    device = _device(args.device)
+    config, vae = load_model(args.run, device)
+    _, _, test = config.load_data()
+    folder = args.run / "figures"
+    folder.mkdir(exist_ok=True)
+    x = test.batch(torch.arange(min(args.data, len(test)))).to(device)
+    report = {}
+
+    psis = dg.psis_khat(vae.model, vae.guide, x, num_samples=args.samples)
+    finite = psis.khat[torch.isfinite(psis.khat)]
+    report["psis"] = {"num_data": len(x), "num_samples": args.samples, "share_above_0.5": psis.share_above_05,
+                      "share_above_0.7": psis.share_above_07,
+                      "khat_quantiles": {q: finite.quantile(q).item() for q in (0.5, 0.9, 0.99)} if len(finite) else {}}
+    psis.histogram().savefig(folder / "khat.png", dpi=100)
+    worst_fitted(vae, x, psis.khat).savefig(folder / "worst_fitted.png", dpi=100)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", dg.PosteriorCollapseWarning)
+        collapse = dg.collapse_report(vae.model, vae.guide, x)
+    report["collapse"] = dataclasses.asdict(collapse)
+
+    gap_x = x[: args.gap_data]
+    if hasattr(vae.guide_family, "head"):
+        gap = dg.amortization_gap(vae.model, vae.guide, gap_x, local_guide=vae.local_guide, steps=args.gap_steps,
+                                  num_samples=args.samples)
+        report["amortization_gap"] = gap.summary()
+    else:
+        report["amortization_gap"] = None  # an IAF guide has no free per-datum parameters
+
+    idata = dg.to_inference_data(vae.model, vae.guide, x[: args.idata], num_samples=args.samples)
+    idata.to_netcdf(args.run / "posterior.nc")
+
+    report["nuts"] = []
+    for i in range(min(args.nuts, len(x))):
+        reference = dg.reference_posterior(vae.model, x[i : i + 1], num_samples=args.nuts_samples,
+                                           warmup=args.nuts_warmup, seed=i)
+        draws = vae.posterior(x[i : i + 1]).sample((args.samples,))
+        dg.overlay(draws, reference, title=f"test image {i}: guide (blue) vs NUTS (orange), R-hat "
+                                           f"{reference.rhat:.3f}").savefig(folder / f"nuts_{i}.png", dpi=100)
+        report["nuts"].append({"datum": i, "rhat": reference.rhat, "ess": reference.ess,
+                               "nuts_mean": reference.mean.tolist(),
+                               "guide_mean": draws.reshape(len(draws), -1).mean(0).tolist()})
+    (args.run / "diagnostics.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    print(f"PSIS k-hat over {len(x)} test images: {100 * psis.share_above_05:.1f}% above 0.5, "
+          f"{100 * psis.share_above_07:.1f}% above 0.7")
+    if report["amortization_gap"]:
+        g = report["amortization_gap"]
+        print(f"log p(x) - ELBO = {g['log_px'] - g['elbo_amortized']:.2f} nats: approximation gap "
+              f"{g['approximation_gap']:.2f} +- {g['approximation_gap_se']:.2f}, amortization gap "
+              f"{g['amortization_gap']:.2f} +- {g['amortization_gap_se']:.2f} ({len(gap_x)} images)")
+    for row in report["nuts"]:
+        print(f"NUTS on test image {row['datum']}: R-hat {row['rhat']:.3f}, ESS {row['ess']:.0f}")
+    print(f"active units {collapse.active_units} of {collapse.num_dims}")
+    for warning in caught:
+        print(f"warning: {warning.message}")
+    print(f"wrote {args.run}/: diagnostics.json posterior.nc figures/khat.png figures/worst_fitted.png "
+          f"figures/nuts_*.png")
+    return 0
+
+
 MULTI_SAMPLE = {"iwae", "renyi", "dreg", "tail_adaptive"}
 
 
@@ -282,7 +363,7 @@ def compare_estimators(args) -> int:
 
 
 COMMANDS = {"train": train, "evaluate": evaluate_run, "sample": sample_run, "plot": plot_run,
-            "compare": compare_estimators}
+            "compare": compare_estimators, "diagnose": diagnose_run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -153,6 +153,17 @@ def interpolation(vae: VAE, x_a: torch.Tensor, x_b: torch.Tensor, n: int = 10) -
     return fig
 
 
+def worst_fitted(vae: VAE, x: torch.Tensor, khat: torch.Tensor, n: int = 8) -> Figure:
+    """The ``n`` inputs with the largest PSIS k-hat (top) above their reconstructions (bottom)."""
+    order = khat.argsort(descending=True)[:n]
+    fig = Figure(figsize=(1.0 * len(order) + 0.4, 2.8), layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    chosen = x[order.to(x.device)]
+    _show(top, _images(vae, chosen), len(order), "worst-fitted inputs, k-hat " + " ".join(f"{k:.2f}" for k in khat[order]))
+    _show(bottom, _images(vae, vae.reconstruct(chosen)), len(order), "reconstructions")
+    return fig
+
+
 def all_figures(vae: VAE, x: torch.Tensor, labels: torch.Tensor | None, metrics: Sequence[dict] | None) -> dict[str, Figure]:
     """Every figure that fits this VAE, by file stem (what ``pyro-vae plot`` saves)."""
     figures = {"reconstructions": reconstructions(vae, x), "samples": samples(vae)}

@@ -123,3 +123,21 @@ def test_compare_writes_tables_and_figure(tmp_path, capsys):
     assert matplotlib.image.imread(out / "figures" / "race.png").std() > 0.01
     assert "race: 0.5 training seconds each" in capsys.readouterr().out
     assert "is not empty" in _error(argv, capsys)
+
+
+def test_diagnose_writes_its_report(run, capsys):
+    argv = ["diagnose", str(run), "--data", "40", "--samples", "50", "--nuts", "1", "--nuts-samples", "30",
+            "--nuts-warmup", "20", "--gap-data", "4", "--gap-steps", "10", "--idata", "3"]
+    assert main(argv) == 0
+    report = json.loads((run / "diagnostics.json").read_text())
+    assert set(report) == {"psis", "collapse", "amortization_gap", "nuts"}
+    assert 0 <= report["psis"]["share_above_0.7"] <= report["psis"]["share_above_0.5"] <= 1
+    assert report["collapse"]["num_dims"] == 2 and len(report["nuts"]) == 1
+    gap = report["amortization_gap"]
+    assert gap["log_px"] - gap["elbo_amortized"] == pytest.approx(gap["approximation_gap"] + gap["amortization_gap"])
+    for name in ("khat", "worst_fitted", "nuts_0"):
+        assert matplotlib.image.imread(run / "figures" / f"{name}.png").std() > 0.01
+    import arviz as az
+
+    assert az.from_netcdf(run / "posterior.nc").posterior["z"].shape == (1, 50, 3, 2)
+    assert "PSIS k-hat over 40 test images" in capsys.readouterr().out

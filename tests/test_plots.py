@@ -63,3 +63,16 @@ def test_interpolation_ends_at_the_posterior_means(monkeypatch):
 def test_vector_data_is_drawn_as_rows():
     vae = VAE((6,), z_dim=2, likelihood="gaussian", hidden=(8,))
     assert _pixels(plots.reconstructions(vae, torch.rand(4, 6))).std() > 0.01
+
+
+def test_worst_fitted_and_overlay():
+    from inference.diagnostics import ReferencePosterior, overlay
+
+    vae = VAE((1, 8, 8), z_dim=3, hidden=(8,))
+    x = torch.bernoulli(torch.full((12, 1, 8, 8), 0.3))
+    khat = torch.linspace(0, 1.1, 12)
+    figure = plots.worst_fitted(vae, x, khat, n=4)
+    assert "1.10 1.00 0.90 0.80" in figure.axes[0].get_title() and _pixels(figure).std() > 0.01
+    reference = ReferencePosterior(torch.randn(2, 50, 3), rhat=1.0, ess=100.0, inference_data=None)
+    figure = overlay(torch.randn(80, 3) + 1, reference)
+    assert len(figure.axes) == 9 and _pixels(figure).std() > 0.01

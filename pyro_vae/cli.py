@@ -15,6 +15,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -241,6 +242,7 @@ def diagnose_run(args) -> int:
     import warnings
 
     from inference import diagnostics as dg
+    from inference.weights import log_weights
     from pyro_vae.plots import worst_fitted
 
     device = _device(args.device)
@@ -282,7 +284,9 @@ def diagnose_run(args) -> int:
         draws = vae.posterior(x[i : i + 1]).sample((args.samples,))
         dg.overlay(draws, reference, title=f"test image {i}: guide (blue) vs NUTS (orange), R-hat "
                                            f"{reference.rhat:.3f}").savefig(folder / f"nuts_{i}.png", dpi=100)
-        report["nuts"].append({"datum": i, "rhat": reference.rhat, "ess": reference.ess,
+        log_w = log_weights(vae.model, vae.guide, x[i : i + 1], num_samples=args.samples).log_w[:, 0].double()
+        kl = (torch.logsumexp(log_w, 0) - math.log(len(log_w)) - log_w.mean()).item()  # log p(x) - ELBO
+        report["nuts"].append({"datum": i, "rhat": reference.rhat, "ess": reference.ess, "kl_q_posterior": kl,
                                "nuts_mean": reference.mean.tolist(),
                                "guide_mean": draws.reshape(len(draws), -1).mean(0).tolist()})
     (args.run / "diagnostics.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -295,7 +299,8 @@ def diagnose_run(args) -> int:
               f"{g['approximation_gap']:.2f} +- {g['approximation_gap_se']:.2f}, amortization gap "
               f"{g['amortization_gap']:.2f} +- {g['amortization_gap_se']:.2f} ({len(gap_x)} images)")
     for row in report["nuts"]:
-        print(f"NUTS on test image {row['datum']}: R-hat {row['rhat']:.3f}, ESS {row['ess']:.0f}")
+        print(f"NUTS on test image {row['datum']}: R-hat {row['rhat']:.3f}, ESS {row['ess']:.0f}; "
+              f"KL(q || p(z|x)) = {row['kl_q_posterior']:.2f} nats")
     print(f"active units {collapse.active_units} of {collapse.num_dims}")
     for warning in caught:
         print(f"warning: {warning.message}")

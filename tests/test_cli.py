@@ -132,7 +132,7 @@ def test_diagnose_writes_its_report(run, capsys):
     report = json.loads((run / "diagnostics.json").read_text())
     assert set(report) == {"psis", "collapse", "amortization_gap", "nuts"}
     assert 0 <= report["psis"]["share_above_0.7"] <= report["psis"]["share_above_0.5"] <= 1
-    assert report["collapse"]["num_dims"] == 2 and len(report["nuts"]) == 1
+    assert report["collapse"]["num_dims"] == 2 and len(report["nuts"]) == 1 and report["nuts"][0]["kl_q_posterior"] >= 0
     gap = report["amortization_gap"]
     assert gap["log_px"] - gap["elbo_amortized"] == pytest.approx(gap["approximation_gap"] + gap["amortization_gap"])
     for name in ("khat", "worst_fitted", "nuts_0"):

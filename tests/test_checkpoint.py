@@ -9,12 +9,12 @@ import textwrap
 import time
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 
 from inference import CheckpointError, NonFiniteError, fit, load_checkpoint, save_checkpoint
 from pyro_vae import VAE, load_dataset
+import toy  # tests/toy.py: a hand-written model and guide
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,25 +94,12 @@ def test_sigkill_mid_epoch_loses_only_the_work_since_the_last_checkpoint(tmp_pat
     )
 
 
-def _model(x):
-    loc = pyro.param("loc", torch.tensor(0.0))
-    with pyro.plate("data", len(x)):
-        z = pyro.sample("z", dist.Normal(loc, 1.0))
-        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-
-
-def _guide(x):
-    w = pyro.param("w", torch.tensor(0.1))
-    with pyro.plate("data", len(x)):
-        pyro.sample("z", dist.Normal(w * x, 0.7))
-
-
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_nan_guard_names_the_step_and_site_and_keeps_the_last_checkpoint(tmp_path):
     x = torch.randn(64)
     x[40] = float("nan")
     with pytest.raises(NonFiniteError) as info:
-        fit(_model, _guide, x, batch_size=8, epochs=1, checkpoint_every=1, run_dir=tmp_path, progress=False)
+        fit(toy.model, toy.guide, x, batch_size=8, epochs=1, checkpoint_every=1, run_dir=tmp_path, progress=False)
     message = str(info.value)
     failed_step = int(re.search(r"step (\d+)", message).group(1))
     assert "site 'x' in the model" in message and "lower lr" in message and "intact" in message
@@ -122,26 +109,26 @@ def test_nan_guard_names_the_step_and_site_and_keeps_the_last_checkpoint(tmp_pat
 
 def test_bad_checkpoints_are_refused_and_left_alone(tmp_path):
     x = torch.randn(32)
-    fit(_model, _guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)
+    fit(toy.model, toy.guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)
     path = tmp_path / "run" / "checkpoint.pt"
     original = path.read_bytes()
 
     with pytest.raises(CheckpointError, match="already holds a run; pass resume=True"):
-        fit(_model, _guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)
+        fit(toy.model, toy.guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)
     with pytest.raises(CheckpointError, match=r"made by another run \(lr=0.001 there but 0.01 here\)"):
-        fit(_model, _guide, x, batch_size=8, epochs=2, lr=0.01, run_dir=tmp_path / "run", resume=True, progress=False)
+        fit(toy.model, toy.guide, x, batch_size=8, epochs=2, lr=0.01, run_dir=tmp_path / "run", resume=True, progress=False)
     assert path.read_bytes() == original
 
     path.write_bytes(original[: len(original) // 2])
     with pytest.raises(CheckpointError, match="truncated or not a pyro-vae checkpoint"):
-        fit(_model, _guide, x, batch_size=8, epochs=2, run_dir=tmp_path / "run", resume=True, progress=False)
+        fit(toy.model, toy.guide, x, batch_size=8, epochs=2, run_dir=tmp_path / "run", resume=True, progress=False)
     assert path.read_bytes() == original[: len(original) // 2]
 
     torch.save({"weights": torch.zeros(3)}, path)
     with pytest.raises(CheckpointError, match="is not a pyro-vae-checkpoint/1 checkpoint"):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
-        fit(_model, _guide, x, batch_size=8, run_dir=tmp_path / "empty", resume=True, progress=False)
+        fit(toy.model, toy.guide, x, batch_size=8, run_dir=tmp_path / "empty", resume=True, progress=False)
 
 
 def test_checkpoints_hold_data_only(tmp_path):

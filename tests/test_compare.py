@@ -1,7 +1,6 @@
 """Gradient estimators: unbiasedness for their own objectives, STL's zero variance at
 the exact posterior, and Rainforth et al.'s signal-to-noise effect."""
 
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch
@@ -11,6 +10,7 @@ from inference import make_elbo
 from inference.compare import gradient_stats, parameter_groups
 from inference.estimators import backward
 from pyro_vae import PPCA
+import toy  # tests/toy.py: a hand-written model and guide
 
 
 def _off_posterior_ppca(x_dim=3, z_dim=1, shift=0.2):
@@ -98,24 +98,10 @@ def test_rainforth_signal_to_noise_effect():
     assert snr[100]["iwae"][1] > 3 * snr[1]["iwae"][1]  # the model's rises
 
 
-def _model(x):
-    loc = pyro.param("loc", torch.tensor(0.0))
-    with pyro.plate("data", len(x)):
-        z = pyro.sample("z", dist.Normal(loc, 1.0))
-        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-
-
-def _guide(x):
-    w = pyro.param("w", torch.tensor(0.2))
-    s = pyro.param("s", torch.tensor(1.0), constraint=dist.constraints.positive)
-    with pyro.plate("data", len(x)):
-        pyro.sample("z", dist.Normal(w * x, s))
-
-
 def test_compare_a_hand_written_model():
     x = torch.randn(16) + 1.0
-    assert parameter_groups(_model, _guide, x) == {"guide": ["s", "w"], "model": ["loc"]}
-    stats = gradient_stats(_model, _guide, x, estimators=["trace", "mean_field", "stl", "iwae", "dreg"],
+    assert parameter_groups(toy.model, toy.guide, x) == {"guide": ["s", "w"], "model": ["loc"]}
+    stats = gradient_stats(toy.model, toy.guide, x, estimators=["trace", "mean_field", "stl", "iwae", "dreg"],
                            num_particles=4, repeats=40)
     for s in stats.values():
         assert s.groups["guide"].num_params == 2 and s.groups["model"].num_params == 1
@@ -128,7 +114,7 @@ def test_race_on_a_hand_written_model():
     from inference.compare import race
 
     def make_pair():
-        return _model, _guide
+        return toy.model, toy.guide
 
     data, test = torch.randn(128) + 1.5, torch.randn(64) + 1.5
     result = race(make_pair, data, test, estimators=["trace", "stl", ("iwae", 5), ("dreg", 5)], max_steps=60,

@@ -63,6 +63,13 @@ def test_inference_data_round_trips_through_netcdf(ppca, tmp_path):
     assert (again.posterior["z"].values == idata.posterior["z"].values).all()
     summary = az.summary(again, var_names=["z"])
     assert len(summary) == 10 and "ess_bulk" in summary.columns
+    import matplotlib.pyplot as plt
+
+    axes = az.plot_posterior(again, var_names=["z"], coords={"datum": [0]})
+    assert len(axes.flatten()) == 2
+    axes = az.plot_pair(again, var_names=["z"], coords={"datum": [0]})
+    assert axes is not None
+    plt.close("all")
 
 
 def test_collapse_warning_fires_for_a_strong_beta_only():

@@ -168,9 +168,13 @@ def train(args) -> int:
                        validation=args.validation, seed=args.seed)
     run_dir = args.out or Path("runs") / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume:
-        saved = read_config(run_dir)
-        if dataclasses.replace(saved, x_shape=config.x_shape) != config:
-            raise RunError(f"{run_dir} was trained with other data or model options; repeat them exactly to resume")
+        saved = dataclasses.asdict(read_config(run_dir))
+        asked = dataclasses.asdict(config)
+        differ = [f"--{k.replace('_', '-')} {saved[k]!r} there but {asked[k]!r} here" for k in asked
+                  if k != "x_shape" and saved[k] != asked[k]]
+        if differ:
+            raise RunError(f"{run_dir} was trained with other data or model options ({'; '.join(differ)}); "
+                           f"repeat them exactly to resume")
     elif (run_dir / "run.json").exists():
         raise RunError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
     train_data, validation, test = config.load_data()

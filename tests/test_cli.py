@@ -75,7 +75,8 @@ def test_run_folder_errors(run, tmp_path, capsys):
     old.mkdir()
     (old / "run.json").write_text(json.dumps({"format": "pyro-vae-run/0", "z_dim": 2}))
     assert "incompatible pyro-vae" in _error(["plot", str(old)], capsys)
-    assert "repeat them exactly" in _error(["train", *TINY, "--z-dim", "3", "--out", str(run), "--resume"], capsys)
+    err = _error(["train", *TINY, "--z-dim", "3", "--out", str(run), "--resume"], capsys)
+    assert "(--z-dim 2 there but 3 here); repeat them exactly to resume" in err
 
 
 @pytest.mark.parametrize("argv,message", [

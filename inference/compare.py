@@ -49,23 +49,24 @@ class GradientStats:
     groups: dict[str, GroupStats]
 
 
-def parameter_groups(model, guide, *args, **kwargs) -> dict[str, list[str]]:
-    """``{"guide": [...], "model": [...]}``: the parameter names that the guide
-    uses, and the others that the model uses."""
+def _param_sites(model, guide, args, kwargs) -> tuple[list[str], list[str], dict[str, torch.Tensor]]:
+    """The guide's parameter names, the model's other ones, and every parameter's unconstrained tensor."""
     with poutine.trace(param_only=True) as guide_params:
-        guide(*args, **kwargs)
-    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     with poutine.trace(param_only=True) as model_params:
         poutine.replay(model, trace=guide_trace)(*args, **kwargs)
     in_guide = sorted(guide_params.trace.nodes)
-    return {"guide": in_guide, "model": sorted(set(model_params.trace.nodes) - set(in_guide))}
+    in_model = sorted(set(model_params.trace.nodes) - set(in_guide))
+    values = {name: site["value"].unconstrained()
+              for trace in (guide_params.trace, model_params.trace) for name, site in trace.nodes.items()}
+    return in_guide, in_model, values
 
 
-def _params(names: Sequence[str], model, guide, args, kwargs) -> dict[str, torch.Tensor]:
-    with poutine.trace(param_only=True) as capture:
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        poutine.replay(model, trace=guide_trace)(*args, **kwargs)
-    return {name: capture.trace.nodes[name]["value"].unconstrained() for name in names}
+def parameter_groups(model, guide, *args, **kwargs) -> dict[str, list[str]]:
+    """``{"guide": [...], "model": [...]}``: the parameter names that the guide
+    uses, and the others that the model uses."""
+    in_guide, in_model, _ = _param_sites(model, guide, args, kwargs)
+    return {"guide": in_guide, "model": in_model}
 
 
 def gradient_stats(
@@ -99,8 +100,9 @@ def gradient_stats(
     >>> stats["stl"].groups["guide"].variance < stats["trace"].groups["guide"].variance  # q is the posterior
     True
     """
-    groups = dict(groups or parameter_groups(model, guide, *args, **kwargs))
-    params = _params([n for names in groups.values() for n in names], model, guide, args, kwargs)
+    in_guide, in_model, values = _param_sites(model, guide, args, kwargs)
+    groups = dict(groups or {"guide": in_guide, "model": in_model})
+    params = {name: values[name] for names in groups.values() for name in names}
     results = {}
     for name in estimators:
         elbo = make_elbo(name, num_particles=num_particles)

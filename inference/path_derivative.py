@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
@@ -31,7 +30,7 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated
 
-from inference.weights import PARTICLE_PLATE, _per_datum, particle_traces
+from inference.weights import _per_datum, particle_traces, replay_in_particles
 
 
 def _score_of_q(guide_trace) -> torch.Tensor:
@@ -94,10 +93,10 @@ class DReG_ELBO:
             if node["type"] == "sample":
                 node["value"] = node["value"].detach()
             detached.add_node(name, **node)
-        with pyro.plate(PARTICLE_PLATE, K, dim=-(self.max_plate_nesting + 1)):
-            model_at_detached = poutine.trace(poutine.replay(model, trace=detached)).get_trace(*args, **kwargs)
+        model_at_detached = replay_in_particles(model, detached, *args, num_samples=K,
+                                                max_plate_nesting=self.max_plate_nesting, **kwargs)
 
-        def per_datum(trace, latent_or_all="all", at_detached=False):
+        def per_datum(trace, at_detached=False):
             total, scale = 0.0, 1.0
             for site in trace.nodes.values():
                 if site["type"] != "sample" or site_is_subsample(site):

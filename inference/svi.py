@@ -32,7 +32,7 @@ from inference.estimators import EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
 from inference.options import choose
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
-from inference.weights import log_weights
+from inference.weights import iter_log_weights
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +153,9 @@ def _diagnose(model, guide, x, kwargs, params) -> str:
 def _validation_metrics(model, guide, data, batch_size, device) -> dict:
     """Per-datum ELBO, reconstruction and KL on a data set (one sample of z per datum)."""
     sums = torch.zeros(3, dtype=torch.float64)
-    n = len(data)
-    with torch.no_grad():
-        for first in range(0, n, batch_size):
-            x = data.batch(torch.arange(first, min(first + batch_size, n)))
-            x = x.to(device) if device is not None else x
-            w = log_weights(model, guide, x, num_samples=1)
-            sums += torch.stack([w.log_w.sum(), w.log_lik.sum(), (w.log_q - w.log_prior).sum()]).double().cpu()
-    elbo, rec, kl = (sums / n).tolist()
+    for _, w in iter_log_weights(model, guide, data, num_samples=1, budget=batch_size, device=device):
+        sums += torch.stack([w.log_w.sum(), w.log_lik.sum(), (w.log_q - w.log_prior).sum()]).cpu()
+    elbo, rec, kl = (sums / len(data)).tolist()
     return {"val_elbo": elbo, "val_reconstruction": rec, "val_kl": kl}
 
 
@@ -232,11 +227,10 @@ def fit(
                 f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir"
             )
 
-    schedule = schedule_from_dict(config.beta)
     if config.beta == schedule_to_dict(1.0):  # beta = 1 is the plain ELBO: no handler, no per-site overhead
         scaled = BetaScaled(model, guide, ScaleSites({site: 1.0 for site in config.latent_sites}), config.latent_sites)
     else:
-        scaled = beta_scale(model, guide, beta=schedule, sites=config.latent_sites)
+        scaled = beta_scale(model, guide, beta=schedule_from_dict(config.beta), sites=config.latent_sites)
     elbo = make_elbo(config.estimator, num_particles=config.num_particles)
     if config.free_bits is not None:
         elbo = with_free_bits(elbo, config.free_bits, sites=config.latent_sites)

@@ -77,8 +77,15 @@ def particle_traces(model, guide, *args, num_samples: int, max_plate_nesting: in
     vectorized in a plate just outside the model's ``max_plate_nesting`` plates."""
     with pyro.plate(PARTICLE_PLATE, num_samples, dim=-(max_plate_nesting + 1)):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    model_trace = replay_in_particles(model, guide_trace, *args, num_samples=num_samples,
+                                      max_plate_nesting=max_plate_nesting, **kwargs)
     return model_trace, guide_trace
+
+
+def replay_in_particles(model, trace, *args, num_samples: int, max_plate_nesting: int = 1, **kwargs):
+    """The model's trace at the values of ``trace`` (drawn by :func:`particle_traces`), in the same particle plate."""
+    with pyro.plate(PARTICLE_PLATE, num_samples, dim=-(max_plate_nesting + 1)):
+        return poutine.trace(poutine.replay(model, trace=trace)).get_trace(*args, **kwargs)
 
 
 @torch.no_grad()

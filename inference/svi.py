@@ -312,14 +312,18 @@ def fit(
                     scaled.step = step
                     optimizer.zero_grad(set_to_none=True)
                     loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
-                    norm = torch.nn.utils.get_total_norm([p.grad for p in param_list if p.grad is not None])
+                    grads = [p.grad for p in param_list if p.grad is not None]
                     if config.clip_norm is not None:
-                        torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, norm)
-                    value, norm = torch.stack([loss, norm.to(loss)]).tolist()  # one synchronization
+                        gauge = torch.nn.utils.get_total_norm(grads)
+                        torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, gauge)
+                    else:  # a sum is non-finite when any entry is, and costs half a norm
+                        gauge = torch.stack([g.sum() for g in grads]).sum()
+                    value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
                     value = value if has_loss else math.nan
-                    if not (math.isfinite(norm) and (math.isfinite(value) or not has_loss)):
+                    if not (math.isfinite(gauge) and (math.isfinite(value) or not has_loss)):
+                        what = "norm" if config.clip_norm is not None else "sum"
                         raise NonFiniteError(
-                            f"step {step} (epoch {epoch}): the loss is {value} and the gradient norm {norm}; "
+                            f"step {step} (epoch {epoch}): the loss is {value} and the gradient {what} {gauge}; "
                             f"non-finite: {_diagnose(scaled.model, scaled.guide, x, kwargs, params)}. "
                             f"Remedies: a lower lr (now {optimizer.param_groups[0]['lr']:g}), clip_norm=10, "
                             f"optimizer='clipped_adam', a KL warm-up (beta schedule), or check the data. "
@@ -327,11 +331,11 @@ def fit(
                         )
                     optimizer.step()
                     step, position = step + 1, position + 1
-                    trained += time.perf_counter() - step_start
                     loss_sum += value / (per_datum or len(index)) * len(index)
                     seen += len(index)
                     bar.update(1)
                     bar.set_postfix(loss=f"{value / (per_datum or len(index)):.4g}", beta=f"{scaled.beta:.3g}", refresh=False)
+                    trained += time.perf_counter() - step_start
                     if config.checkpoint_every and step % config.checkpoint_every == 0 and position < num_batches:
                         checkpoint()
                 if position < num_batches:  # stopped by max_steps or max_seconds inside an epoch

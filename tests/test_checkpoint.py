@@ -107,6 +107,20 @@ def test_nan_guard_names_the_step_and_site_and_keeps_the_last_checkpoint(tmp_pat
     assert state["step"] == failed_step and torch.isfinite(state["params"]["loc"])
 
 
+@pytest.mark.parametrize("clip_norm", [None, 10.0])
+def test_nan_guard_catches_a_non_finite_gradient_under_a_finite_loss(clip_norm):
+    def guide(x):  # d sqrt(r)/dr is infinite at r = 0, while the loss is finite
+        r = pyro.param("r", torch.tensor(0.0))
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", pyro.distributions.Normal(x / 2, torch.sqrt(r) + 0.7))
+
+    pyro.clear_param_store()
+    with pytest.raises(NonFiniteError, match=r"step 0 .*the loss is [-0-9.e+]+ and the gradient (norm|sum) (inf|nan)") as info:
+        fit(toy.model, guide, torch.randn(16), batch_size=8, epochs=1, clip_norm=clip_norm, progress=False)
+    assert "gradients of r" in str(info.value)
+    assert pyro.param("r").item() == 0.0  # the step was not taken
+
+
 def test_bad_checkpoints_are_refused_and_left_alone(tmp_path):
     x = torch.randn(32)
     fit(toy.model, toy.guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)

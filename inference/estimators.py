@@ -82,6 +82,11 @@ def backward(elbo, model, guide, *args, **kwargs) -> torch.Tensor:
     ``RenyiELBO`` only ``loss_and_grads``."""
     if hasattr(elbo, "differentiable_loss"):
         loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
+        if not loss.requires_grad:
+            raise ValueError(
+                "the loss depends on no parameter, so there is nothing to train: compute the model's and the "
+                "guide's distributions from the values that pyro.param and pyro.module return"
+            )
         loss.backward()
         return loss.detach()
     return torch.tensor(float(elbo.loss_and_grads(model, guide, *args, **kwargs)), dtype=torch.float64)

@@ -317,7 +317,7 @@ def fit(
                         gauge = torch.nn.utils.get_total_norm(grads)
                         torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, gauge)
                     else:  # a sum is non-finite when any entry is, and costs half a norm
-                        gauge = torch.stack([g.sum() for g in grads]).sum()
+                        gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
                     value = value if has_loss else math.nan
                     if not (math.isfinite(gauge) and (math.isfinite(value) or not has_loss)):

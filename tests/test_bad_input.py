@@ -1,9 +1,11 @@
 """Bad input gives a clear error that names the fix, never a silent NaN loss."""
 
+import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 
-from inference import make_elbo
+from inference import fit, make_elbo
 from pyro_vae import VAE
 from pyro_vae.data import ImageData
 
@@ -67,3 +69,17 @@ def test_impossible_shapes():
         VAE((1, 4, 4), z_dim=0)
     with pytest.raises(ValueError, match="num_data=4 is smaller than the batch"):
         make_elbo("trace").loss(VAE((1, 4, 4), z_dim=2).model, VAE((1, 4, 4), z_dim=2).guide, torch.zeros(8, 1, 4, 4), num_data=4)
+
+
+def test_a_loss_without_parameters_is_refused_by_fit():
+    def model(x):
+        pyro.param("unused", torch.tensor(0.0))  # registered, but the densities ignore it
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=x)
+
+    def guide(x):
+        pass
+
+    pyro.clear_param_store()
+    with pytest.raises(ValueError, match="the loss depends on no parameter"):
+        fit(model, guide, torch.randn(16), batch_size=8, epochs=1, progress=False)

@@ -320,7 +320,11 @@ def fit(
                         gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
                     value = value if has_loss else math.nan
-                    if not (math.isfinite(gauge) and (math.isfinite(value) or not has_loss)):
+                    # a sum of finite entries can still overflow: look closer before stopping
+                    finite_grads = math.isfinite(gauge) or (
+                        config.clip_norm is None and all(bool(torch.isfinite(g).all()) for g in grads)
+                    )
+                    if not (finite_grads and (math.isfinite(value) or not has_loss)):
                         what = "norm" if config.clip_norm is not None else "sum"
                         raise NonFiniteError(
                             f"step {step} (epoch {epoch}): the loss is {value} and the gradient {what} {gauge}; "

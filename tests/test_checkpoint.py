@@ -121,6 +121,17 @@ def test_nan_guard_catches_a_non_finite_gradient_under_a_finite_loss(clip_norm):
     assert pyro.param("r").item() == 0.0  # the step was not taken
 
 
+def test_nan_guard_lets_finite_gradients_whose_sum_overflows_through():
+    def model(x):
+        r = pyro.param("r", torch.zeros(2))
+        pyro.factor("huge", (torch.tensor([3e38, 3e38]) * r).sum())  # gradient (3e38, 3e38): its sum is inf
+        toy.model(x)
+
+    pyro.clear_param_store()
+    result = fit(model, toy.guide, torch.randn(8), batch_size=8, epochs=1, progress=False)
+    assert result.step == 1 and torch.isfinite(pyro.param("r")).all()  # no false stop
+
+
 def test_bad_checkpoints_are_refused_and_left_alone(tmp_path):
     x = torch.randn(32)
     fit(toy.model, toy.guide, x, batch_size=8, epochs=1, run_dir=tmp_path / "run", progress=False)

@@ -314,20 +314,20 @@ def fit(
                     loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
                     grads = [p.grad for p in param_list if p.grad is not None]
                     if config.clip_norm is not None:
-                        gauge = torch.nn.utils.get_total_norm(grads)
+                        gauge_name, gauge = "norm", torch.nn.utils.get_total_norm(grads)
                         torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, gauge)
                     else:  # a sum is non-finite when any entry is, and costs half a norm
+                        gauge_name = "sum"
                         gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
                     value = value if has_loss else math.nan
                     # a sum of finite entries can still overflow: look closer before stopping
                     finite_grads = math.isfinite(gauge) or (
-                        config.clip_norm is None and all(bool(torch.isfinite(g).all()) for g in grads)
+                        gauge_name == "sum" and all(bool(torch.isfinite(g).all()) for g in grads)
                     )
                     if not (finite_grads and (math.isfinite(value) or not has_loss)):
-                        what = "norm" if config.clip_norm is not None else "sum"
                         raise NonFiniteError(
-                            f"step {step} (epoch {epoch}): the loss is {value} and the gradient {what} {gauge}; "
+                            f"step {step} (epoch {epoch}): the loss is {value} and the gradient {gauge_name} {gauge}; "
                             f"non-finite: {_diagnose(scaled.model, scaled.guide, x, kwargs, params)}. "
                             f"Remedies: a lower lr (now {optimizer.param_groups[0]['lr']:g}), clip_norm=10, "
                             f"optimizer='clipped_adam', a KL warm-up (beta schedule), or check the data. "

@@ -19,7 +19,8 @@ import gc
 import torch
 
 from inference.weights import iter_log_weights
-from pyro_vae import VAE, load_dataset
+from iw_eval import build  # the same untrained network as iw_eval.py (this folder is on sys.path when run)
+from pyro_vae import load_dataset
 
 
 def resident_mib() -> float:
@@ -42,8 +43,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=8)
     args = parser.parse_args()
     data = load_dataset("mnist", split="test", representation="static", limit=args.num_data)
-    torch.manual_seed(0)
-    vae = VAE((1, 28, 28), z_dim=20, hidden=(400,))
+    vae = build()
     print(f"images={args.num_data} K={args.samples} budget={args.budget}")
     print(f"{'pass':>5s} {'RSS MiB':>8s} {'tensors':>8s} {'objects':>8s}")
     with torch.no_grad():

@@ -45,8 +45,11 @@ class Likelihood(nn.Module):
         return self.num_params * math.prod(self.x_shape)
 
     def forward(self, params: torch.Tensor) -> dist.TorchDistribution:
-        maps = params.reshape(*params.shape[:-1], self.num_params, *self.x_shape)
-        return self.pixel_distribution(*maps.unbind(-1 - len(self.x_shape))).to_event(len(self.x_shape))
+        if self.num_params == 1:  # one map: a plain reshape (an unbind would add an autograd node per step)
+            maps = (params.reshape(*params.shape[:-1], *self.x_shape),)
+        else:
+            maps = params.reshape(*params.shape[:-1], self.num_params, *self.x_shape).unbind(-1 - len(self.x_shape))
+        return self.pixel_distribution(*maps).to_event(len(self.x_shape))
 
     def pixel_distribution(self, *maps: torch.Tensor) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -66,7 +69,8 @@ class Bernoulli(Likelihood):
         return dist.Bernoulli(logits=logits)
 
     def check_support(self, x, lo, hi):
-        if lo < 0 or hi > 1 or torch.count_nonzero(x * (1 - x)).item():
+        # within [0, 1], frac(x) = x except frac(1) = 0: its maximum is 0 exactly when every pixel is 0 or 1
+        if lo < 0 or hi > 1 or x.frac().amax().item() > 0:
             self._refuse(
                 lo,
                 hi,

@@ -54,6 +54,17 @@ def test_data_outside_the_support(likelihood, representation, fix, tiny_images):
     assert fix in str(info.value)
 
 
+@pytest.mark.parametrize("grey", [0.5, 1 - 2**-24, 2**-149])  # the largest float32 below 1, the smallest above 0
+def test_bernoulli_refuses_a_single_pixel_that_is_not_0_or_1(grey):
+    vae = VAE((1, 4, 4), z_dim=2, hidden=(8,))
+    x = torch.bernoulli(torch.full((3, 1, 4, 4), 0.5))
+    _loss(vae, x)  # binary: accepted
+    x = x.clone()  # a new batch (one batch is checked once)
+    x[2, 0, 3, 1] = grey
+    with pytest.raises(ValueError, match="needs binary pixels"):
+        _loss(vae, x)
+
+
 @pytest.mark.parametrize("option", ["prior", "likelihood", "guide", "encoder", "decoder"])
 def test_unknown_option_names_list_the_choices(option):
     with pytest.raises(ValueError, match=f"unknown {option} 'nope'; valid choices: "):
@@ -71,7 +82,8 @@ def test_impossible_shapes():
         make_elbo("trace").loss(VAE((1, 4, 4), z_dim=2).model, VAE((1, 4, 4), z_dim=2).guide, torch.zeros(8, 1, 4, 4), num_data=4)
 
 
-def test_a_loss_without_parameters_is_refused_by_fit():
+@pytest.mark.parametrize("estimator", ["trace", "iwae"])  # iwae: Pyro's RenyiELBO, which has no differentiable_loss
+def test_a_loss_without_parameters_is_refused_by_fit(estimator):
     def model(x):
         pyro.param("unused", torch.tensor(0.0))  # registered, but the densities ignore it
         with pyro.plate("data", len(x)):
@@ -82,4 +94,4 @@ def test_a_loss_without_parameters_is_refused_by_fit():
 
     pyro.clear_param_store()
     with pytest.raises(ValueError, match="the loss depends on no parameter"):
-        fit(model, guide, torch.randn(16), batch_size=8, epochs=1, progress=False)
+        fit(model, guide, torch.randn(16), estimator=estimator, num_particles=2, batch_size=8, epochs=1, progress=False)

@@ -76,6 +76,12 @@ ESTIMATORS: dict[str, Callable[..., ELBO]] = {
 }
 
 
+NO_GRADIENT = (
+    "the loss depends on no parameter, so there is nothing to train: compute the model's and the "
+    "guide's distributions from the values that pyro.param and pyro.module return"
+)
+
+
 def backward(elbo, model, guide, *args, **kwargs) -> torch.Tensor:
     """Accumulate the estimator's gradient into the parameters and return its
     loss, detached. Most estimators offer ``differentiable_loss``; Pyro's
@@ -83,10 +89,7 @@ def backward(elbo, model, guide, *args, **kwargs) -> torch.Tensor:
     if hasattr(elbo, "differentiable_loss"):
         loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
         if not loss.requires_grad:
-            raise ValueError(
-                "the loss depends on no parameter, so there is nothing to train: compute the model's and the "
-                "guide's distributions from the values that pyro.param and pyro.module return"
-            )
+            raise ValueError(NO_GRADIENT)
         loss.backward()
         return loss.detach()
     return torch.tensor(float(elbo.loss_and_grads(model, guide, *args, **kwargs)), dtype=torch.float64)

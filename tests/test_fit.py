@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from inference import LinearWarmup, evaluate, fit, make_elbo, with_free_bits
+from inference.svi import fused_adam
 from pyro_vae import PPCA, VAE
 from pyro_vae.likelihoods import Gaussian
 
@@ -210,3 +211,27 @@ def test_max_seconds_is_a_wall_clock_budget():
     result = fit(conjugate_model, conjugate_guide, x, batch_size=8, epochs=1000, max_seconds=0.5, progress=False)
     assert 0 < result.step < 1000 * 512 and result.epoch < 1000
     assert result.seconds < 5  # stopped by the budget, not by the epochs
+
+
+def test_fused_adam_takes_the_steps_of_the_default_adam():
+    target = torch.randn(50, 7)
+    runs = {}
+    for name, make in {"fused": fused_adam, "default": lambda ps, lr: torch.optim.Adam(ps, lr=lr)}.items():
+        w = torch.zeros(50, 7, requires_grad=True)
+        optimizer = make([w], lr=0.05)
+        for _ in range(30):
+            optimizer.zero_grad()
+            ((w - target) ** 4).sum().backward()
+            optimizer.step()
+        runs[name] = (w.detach(), optimizer.defaults["fused"])
+    assert runs["fused"][1] is True and runs["default"][1] is None
+    assert not torch.equal(runs["fused"][0], torch.zeros(50, 7))
+    torch.testing.assert_close(runs["fused"][0], runs["default"][0], rtol=1e-5, atol=1e-6)
+
+
+def test_fused_adam_falls_back_where_torch_has_no_fused_kernel():
+    w = torch.zeros(3, dtype=torch.complex64, requires_grad=True)
+    optimizer = fused_adam([w], lr=0.1)
+    (w.abs() ** 2 - 2 * w.real).sum().backward()
+    optimizer.step()  # a fused optimizer would raise here: complex tensors have no fused kernel
+    assert optimizer.defaults["fused"] is None and w.real[0].item() == pytest.approx(0.1, rel=1e-4)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
+from pyro.distributions.util import is_validation_enabled
 from pyro.params import param_with_module_name
 import torch
 from torch import nn
@@ -44,7 +45,11 @@ class VAE(nn.Module):
     :param hidden: the hidden layer sizes of the MLP encoder (the decoder mirrors
         them); ``()`` makes both linear.
     :param check_data: check each batch's shape, finiteness and support before
-        use (cheap; turn off only for speed once the data are known to be right).
+        use, with an error that names the fix. The checks run while Pyro's
+        validation is on (its default, and in tests), like Pyro's own checks of
+        distribution arguments and observed values; ``fit`` keeps validation on
+        for its first step only, so a long run pays for them once (they cost
+        about 2 % of a step at batch 128). ``False`` turns them off altogether.
 
     >>> vae = VAE(x_shape=(1, 28, 28), z_dim=2, likelihood="bernoulli", hidden=(64,))
     >>> x = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
@@ -191,7 +196,9 @@ class VAE(nn.Module):
         return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
 
     def _check(self, x: torch.Tensor) -> None:
-        if not self.check_data or (self._last_checked is not None and self._last_checked() is x):
+        if not (self.check_data and is_validation_enabled()):
+            return
+        if self._last_checked is not None and self._last_checked() is x:
             return  # the guide and the model of one ELBO evaluation see the same batch: check it once
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")

@@ -65,6 +65,18 @@ def test_bernoulli_refuses_a_single_pixel_that_is_not_0_or_1(grey):
         _loss(vae, x)
 
 
+def test_data_checks_follow_pyro_validation_and_fit_checks_its_first_batch():
+    vae = VAE((1, 4, 4), z_dim=2, hidden=(8,))
+    grey = torch.full((3, 1, 4, 4), 0.5)
+    with pyro.validation_enabled(False):  # as in fit's steps after the first: no checks, no cost
+        assert torch.isfinite(torch.tensor(_loss(vae, grey)))
+    with pytest.raises(ValueError, match="needs binary pixels"):
+        _loss(vae, grey.clone())
+    pyro.enable_validation(False)  # fit turns validation on for its first step itself
+    with pytest.raises(ValueError, match="needs binary pixels"):
+        fit(vae.model, vae.guide, torch.full((8, 1, 4, 4), 0.5), batch_size=4, epochs=1, progress=False)
+
+
 @pytest.mark.parametrize("option", ["prior", "likelihood", "guide", "encoder", "decoder"])
 def test_unknown_option_names_list_the_choices(option):
     with pytest.raises(ValueError, match=f"unknown {option} 'nope'; valid choices: "):

@@ -1,0 +1,123 @@
+"""Where a Pyro training step spends the time that a hand-written torch step does not.
+
+The 784-400-20 MLP VAE of ``svi_throughput.py`` at batch 128. Two parts,
+each interleaved step by step so that machine noise hits every variant alike:
+
+1. a step split into forward (the loss), backward and optimizer, for the
+   loss written with `torch.distributions` (``torch_dists``: the same
+   densities Pyro computes) and for `Trace_ELBO.differentiable_loss` on
+   `pyro_vae.VAE` (``pyro``), both with fit's optimizer;
+2. the forward pass alone without gradients, taking away one part of the
+   VAE's per-step work at a time: its data checks (``check_data=False``),
+   then the ``pyro.param`` registration of its networks (a subclass whose
+   ``_register`` does nothing; only valid once the parameters are known),
+   then the subsampled plate (``num_data`` left out). The variants take turns
+   going first.
+
+It prints medians in milliseconds.
+
+    python benchmarks/step_split.py [--steps 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import pyro
+import torch
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Normal
+
+from inference import make_elbo
+from inference.svi import fused_adam
+from pyro_vae import VAE, load_dataset
+
+
+class UnregisteredVAE(VAE):
+    """The VAE without its ``pyro.module`` registration (not a usable model:
+    nothing would find its parameters)."""
+
+    @staticmethod
+    def _register(name, module):
+        pass
+
+
+def torch_dists_loss(vae: VAE, x: torch.Tensor, n: int) -> torch.Tensor:
+    loc, raw = vae.guide_family.head(vae.encoder(x)).chunk(2, dim=-1)
+    q = Normal(loc, F.softplus(raw) + vae.guide_family.min_scale)
+    z = q.rsample()
+    log_lik = Bernoulli(logits=vae.decoder(z).reshape(x.shape)).log_prob(x).flatten(1).sum(1)
+    log_p = Normal(torch.zeros_like(z), 1.0).log_prob(z).sum(1)
+    return -(log_lik + log_p - q.log_prob(z).sum(1)).sum() * (n / len(x))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+    pyro.enable_validation(False)
+    data = load_dataset("mnist", split="train", representation="dynamic")
+    n, warmup = len(data), 20
+    torch.manual_seed(0)
+    vae = VAE((1, 28, 28), z_dim=20, hidden=(400,))
+    elbo = make_elbo("trace")
+    optimizer = fused_adam(vae.parameters(), lr=1e-3)
+    losses = {
+        "torch_dists": lambda x: torch_dists_loss(vae, x, n),
+        "pyro": lambda x: elbo.differentiable_loss(vae.model, vae.guide, x, num_data=n),
+    }
+    split = {name: {"forward": [], "backward": [], "optimizer": []} for name in losses}
+    for step in range(args.steps + warmup):
+        x = data.batch(torch.randint(0, n, (args.batch_size,)))
+        for name, loss_fn in losses.items():
+            t0 = time.perf_counter()
+            loss = loss_fn(x)
+            t1 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            t2 = time.perf_counter()
+            optimizer.step()
+            loss.item()
+            t3 = time.perf_counter()
+            if step >= warmup:
+                for part, seconds in zip(split[name], (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                    split[name][part].append(seconds)
+    print(f"threads={torch.get_num_threads()} batch={args.batch_size} steps={args.steps}")
+    print("1. one training step, ms (medians)")
+    print(f"{'loss':12s} {'forward':>8s} {'backward':>8s} {'optimizer':>9s}")
+    for name, parts in split.items():
+        print(f"{name:12s} " + " ".join(f"{1000 * statistics.median(v):{len(p)}.3f}" for p, v in parts.items()))
+
+    unregistered = UnregisteredVAE((1, 28, 28), z_dim=20, hidden=(400,), check_data=False)
+    unregistered.load_state_dict(vae.state_dict())
+    unchecked = VAE((1, 28, 28), z_dim=20, hidden=(400,), check_data=False)
+    unchecked.load_state_dict(vae.state_dict())
+    forwards = {
+        "torch_dists": lambda x: torch_dists_loss(vae, x, n),
+        "VAE": lambda x: elbo.differentiable_loss(vae.model, vae.guide, x, num_data=n),
+        "- checks": lambda x: elbo.differentiable_loss(unchecked.model, unchecked.guide, x, num_data=n),
+        "- registration": lambda x: elbo.differentiable_loss(unregistered.model, unregistered.guide, x, num_data=n),
+        "- subsampling": lambda x: elbo.differentiable_loss(unregistered.model, unregistered.guide, x),
+    }
+    times = {name: [] for name in forwards}
+    with torch.no_grad():
+        for step in range(args.steps + warmup):
+            x = data.batch(torch.randint(0, n, (args.batch_size,)))
+            names = list(forwards)
+            for name in names[step % len(names) :] + names[: step % len(names)]:  # rotated: no variant always first
+                loss_fn = forwards[name]
+                start = time.perf_counter()
+                loss_fn(x)
+                if step >= warmup:
+                    times[name].append(time.perf_counter() - start)
+    print("2. forward pass without gradients, ms (medians); each row also drops the rows above it")
+    base = statistics.median(times["torch_dists"])
+    for name, values in times.items():
+        print(f"{name:15s} {1000 * statistics.median(values):7.3f}  (+{1000 * (statistics.median(values) - base):.3f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -64,7 +64,8 @@ def load_images(
     missing = [f for f in _expected_files(cls) if not (folder / f).is_file()]
     if missing and not download:
         raise DatasetNotFoundError(
-            f"{name} not found: expected {', '.join(missing)} in {folder}. "
+            f"{name} not found: expected {', '.join(missing)} in {folder.absolute()}"
+            f"{'' if root.is_absolute() else f' ({root} taken from the working directory {Path.cwd()})'}. "
             f"Set {DATA_DIR_VARIABLE} to the folder that holds {cls.__name__}/raw/ "
             f"(torchvision's layout, files unzipped), or pass download=True on a machine with internet."
         )

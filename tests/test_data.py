@@ -92,3 +92,13 @@ def test_bad_data_options(tiny_images):
         load_dataset("mnist", split="val")
     with pytest.raises(ValueError, match="uint8"):
         ImageData(tiny_images.float(), None)
+
+
+def test_a_relative_data_folder_is_shown_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_DIR_VARIABLE, "../elsewhere")  # as from a notebook's folder, one level too deep
+    with pytest.raises(DatasetNotFoundError) as info:
+        load_dataset("mnist")
+    message = str(info.value)
+    assert str(tmp_path / ".." / "elsewhere" / "MNIST" / "raw") in message
+    assert f"taken from the working directory {tmp_path}" in message

@@ -36,6 +36,7 @@ import time
 import pyro
 import torch
 import torch.nn.functional as F
+from torch.distributions import Bernoulli, Normal
 
 from inference import fit, make_elbo
 from inference.svi import fused_adam
@@ -67,22 +68,25 @@ def torch_loop(vae: VAE, data, steps: int, batch_size: int, make_optimizer=fused
     return (time.perf_counter() - start) / steps
 
 
+def torch_dists_loss(vae: VAE, x: torch.Tensor, n: int) -> torch.Tensor:
+    """The negative ELBO of VAE.model/guide with every log-density from torch.distributions."""
+    loc, raw = vae.guide_family.head(vae.encoder(x)).chunk(2, dim=-1)
+    q = Normal(loc, F.softplus(raw) + vae.guide_family.min_scale)
+    z = q.rsample()
+    log_lik = Bernoulli(logits=vae.decoder(z).reshape(x.shape)).log_prob(x).flatten(1).sum(1)
+    log_p = Normal(torch.zeros_like(z), 1.0).log_prob(z).sum(1)
+    return -(log_lik + log_p - q.log_prob(z).sum(1)).sum() * (n / len(x))
+
+
 def torch_dists_loop(vae: VAE, data, steps: int, batch_size: int) -> float:
     """As torch_loop, with the log-densities from torch.distributions."""
-    from torch.distributions import Bernoulli, Normal
-
     optimizer = fused_adam(vae.parameters(), lr=1e-3)
     n = len(data)
     order = torch.randperm(n)
     start = time.perf_counter()
     for i in range(steps):
         x = data.batch(order[(i * batch_size) % (n - batch_size) :][:batch_size])
-        loc, raw = vae.guide_family.head(vae.encoder(x)).chunk(2, dim=-1)
-        q = Normal(loc, F.softplus(raw) + vae.guide_family.min_scale)
-        z = q.rsample()
-        log_lik = Bernoulli(logits=vae.decoder(z).reshape(x.shape)).log_prob(x).flatten(1).sum(1)
-        log_p = Normal(torch.zeros_like(z), 1.0).log_prob(z).sum(1)
-        loss = -(log_lik + log_p - q.log_prob(z).sum(1)).sum() * (n / len(x))
+        loss = torch_dists_loss(vae, x, n)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

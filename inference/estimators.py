@@ -1,7 +1,11 @@
 """ELBO estimators by name: one dict from name to a factory of a Pyro ``ELBO``.
 
-Every entry is one of Pyro's own estimators; the registry only gives them short,
-stable names and common keyword arguments.
+Most entries are Pyro's own estimators; the registry gives them short, stable
+names and common keyword arguments. The K-sample bounds are the project's
+:class:`~inference.renyi.RenyiBound` (per datum, scaled by the data plate's
+subsampling, with a ``differentiable_loss``), because Pyro's ``RenyiELBO``
+gives another objective under a subsampled plate; the path-derivative
+estimators are in :mod:`inference.path_derivative`.
 
 ================  ===========================================  =========================
 name              Pyro class                                   reference
@@ -12,8 +16,9 @@ name              Pyro class                                   reference
                                                                registered, Monte Carlo
                                                                otherwise
 ``graph``         :class:`~pyro.infer.TraceGraph_ELBO`         Schulman et al. 2015
-``iwae``          :class:`~pyro.infer.RenyiELBO` (alpha = 0)   Burda et al. 2016
-``renyi``         :class:`~pyro.infer.RenyiELBO`               Li & Turner 2016
+``iwae``          :class:`~inference.renyi.RenyiBound`         Burda et al. 2016
+                  (alpha = 0)
+``renyi``         :class:`~inference.renyi.RenyiBound`         Li & Turner 2016
 ``tail_adaptive`` :class:`~pyro.infer.TraceTailAdaptive_ELBO`  Wang et al. 2018
 ``stl``           :class:`~inference.path_derivative.          Roeder et al. 2017
                   TraceSTL_ELBO`
@@ -22,7 +27,11 @@ name              Pyro class                                   reference
 ================  ===========================================  =========================
 
 ``iwae`` and ``renyi`` with ``num_particles=K`` are the K-sample bounds; with
-``K = 1`` they reduce to the ELBO. ``tail_adaptive`` only gives gradients: its
+``K = 1`` they reduce to the ELBO.
+
+Compiled steps (``fit(..., compile=True)``, :mod:`inference.compiled`) take
+``trace``, ``mean_field``, ``stl``, ``iwae``, ``renyi`` and ``dreg`` (and free
+bits on ``trace`` and ``mean_field``); ``graph`` and ``tail_adaptive`` run eagerly only. ``tail_adaptive`` only gives gradients: its
 loss value is a surrogate, it ignores site scales (plate subsampling, the beta
 handler) and it needs ``num_particles > 1``; monitor training with another
 estimator.
@@ -36,7 +45,6 @@ from typing import Literal
 import torch
 from pyro.infer import (
     ELBO,
-    RenyiELBO,
     Trace_ELBO,
     TraceGraph_ELBO,
     TraceMeanField_ELBO,
@@ -45,14 +53,13 @@ from pyro.infer import (
 
 from inference.options import choose
 from inference.path_derivative import DReG_ELBO, TraceSTL_ELBO
+from inference.renyi import RenyiBound
 
 EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg"]
 
 
-def _renyi(alpha: float = 0.5, **kwargs) -> ELBO:
-    if alpha == 1:
-        raise ValueError("renyi needs alpha != 1; alpha = 1 is the ELBO: use estimator='trace'")
-    return RenyiELBO(alpha=alpha, **kwargs)
+def _renyi(alpha: float = 0.0, num_particles: int = 1, max_plate_nesting: int = 1, **_) -> RenyiBound:
+    return RenyiBound(alpha=alpha, num_particles=num_particles, max_plate_nesting=max_plate_nesting)
 
 
 def _tail_adaptive(**kwargs) -> ELBO:
@@ -68,7 +75,7 @@ ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "trace": Trace_ELBO,
     "mean_field": TraceMeanField_ELBO,
     "graph": TraceGraph_ELBO,
-    "iwae": lambda **kwargs: RenyiELBO(alpha=0.0, **kwargs),
+    "iwae": _renyi,
     "renyi": _renyi,
     "tail_adaptive": _tail_adaptive,
     "stl": TraceSTL_ELBO,
@@ -84,8 +91,8 @@ NO_GRADIENT = (
 
 def backward(elbo, model, guide, *args, **kwargs) -> torch.Tensor:
     """Accumulate the estimator's gradient into the parameters and return its
-    loss, detached. Most estimators offer ``differentiable_loss``; Pyro's
-    ``RenyiELBO`` only ``loss_and_grads``."""
+    loss, detached, through ``differentiable_loss`` where the estimator has one,
+    else ``loss_and_grads``."""
     if hasattr(elbo, "differentiable_loss"):
         loss = elbo.differentiable_loss(model, guide, *args, **kwargs)
         if not loss.requires_grad:
@@ -115,8 +122,8 @@ def make_elbo(
     :param alpha: the order of the Renyi divergence (``renyi`` only).
 
     >>> elbo = make_elbo("iwae", num_particles=10)
-    >>> type(elbo).__name__, elbo.num_particles
-    ('RenyiELBO', 10)
+    >>> type(elbo).__name__, elbo.alpha, elbo.num_particles
+    ('RenyiBound', 0.0, 10)
     """
     factory = choose(ESTIMATORS, name, what="estimator")
     if num_particles < 1:

@@ -30,7 +30,8 @@ from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import site_is_subsample
 from pyro.util import check_if_enumerated
 
-from inference.weights import _per_datum, particle_traces, replay_in_particles
+from inference.renyi import RenyiBound
+from inference.weights import particle_traces, replay_in_particles, trace_log_density
 
 
 def _score_of_q(guide_trace) -> torch.Tensor:
@@ -61,24 +62,19 @@ class TraceSTL_ELBO(Trace_ELBO):
         return loss, surrogate - _score_of_q(guide_trace)
 
 
-class DReG_ELBO:
+class DReG_ELBO(RenyiBound):
     """The K-sample IWAE bound with the doubly reparameterized guide gradient
     (Tucker et al. 2019) and IWAE's model gradient.
 
     The loss value is minus the IWAE_K bound (summed over the data and scaled
-    by the ``"data"`` plate); K is ``num_particles``, always vectorized.
-    Site scales other than the data plate's (a beta handler) are not
-    meaningful for importance-weighted bounds and are ignored. It has the
-    interface SVI and :func:`inference.fit` use: ``loss``,
-    ``differentiable_loss`` and ``loss_and_grads``.
+    by the ``"data"`` plate's subsampling), as :class:`~inference.renyi.RenyiBound`
+    at ``alpha = 0``; K is ``num_particles``, always vectorized. Site scales
+    other than the data plate's (a beta handler) are ignored: the estimator's
+    weights are those of the unscaled model.
     """
 
-    vectorize_particles = True
-
     def __init__(self, num_particles: int = 2, max_plate_nesting: int = 1, plate_name: str = "data") -> None:
-        if num_particles < 1:
-            raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-        self.num_particles, self.max_plate_nesting, self.plate_name = num_particles, max_plate_nesting, plate_name
+        super().__init__(0.0, num_particles, max_plate_nesting, plate_name)
 
     def _terms(self, model, guide, args, kwargs):
         K = self.num_particles
@@ -96,21 +92,10 @@ class DReG_ELBO:
         model_at_detached = replay_in_particles(model, detached, *args, num_samples=K,
                                                 max_plate_nesting=self.max_plate_nesting, **kwargs)
 
-        def per_datum(trace, at_detached=False):
-            total, scale = 0.0, 1.0
-            for site in trace.nodes.values():
-                if site["type"] != "sample" or site_is_subsample(site):
-                    continue
-                value = site["value"].detach() if at_detached else site["value"]
-                total = total + _per_datum(site, K, self.plate_name, site["fn"].log_prob(value))
-                if site["is_observed"]:
-                    scale = site["scale"]  # the data plate's subsampling scale
-            return total, scale
-
-        log_p, scale = per_datum(model_trace)  # (K, B)
-        log_p_detached, _ = per_datum(model_at_detached)
-        log_q, _ = per_datum(guide_trace)
-        log_q_at_detached, _ = per_datum(guide_trace, at_detached=True)
+        log_p, scale = trace_log_density(model_trace, K, self.plate_name)  # (K, B)
+        log_p_detached, _ = trace_log_density(model_at_detached, K, self.plate_name)
+        log_q, _ = trace_log_density(guide_trace, K, self.plate_name)
+        log_q_at_detached, _ = trace_log_density(guide_trace, K, self.plate_name, detach_values=True)
         return log_p, log_p_detached, log_q, log_q_at_detached, scale
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
@@ -127,12 +112,3 @@ class DReG_ELBO:
         surrogate = scale * surrogate.sum()
         value = scale * bound.sum()
         return -(value + surrogate - surrogate.detach())
-
-    def loss(self, model, guide, *args, **kwargs):
-        with torch.no_grad():
-            return self.differentiable_loss(model, guide, *args, **kwargs).item()
-
-    def loss_and_grads(self, model, guide, *args, **kwargs):
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        loss.backward()
-        return loss.item()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 from pyro import poutine
+from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
@@ -60,6 +61,39 @@ def _per_datum(site, num_samples: int, plate_name: str, log_p: torch.Tensor | No
     log_p = log_p.movedim(dim, -1).movedim(particle_dim, 0)
     log_p = log_p.expand(num_samples, *log_p.shape[1:])
     return log_p.reshape(num_samples, -1, log_p.shape[-1]).sum(1)
+
+
+def subsample_scale(site, plate_name: str = "data") -> float:
+    """full size / batch size of the ``plate_name`` plate around ``site``: the factor by
+    which a subsampled plate scales the batch's terms (1 without subsampling)."""
+    for frame in site["cond_indep_stack"]:
+        if frame.name == plate_name:
+            return frame.full_size / frame.size if frame.full_size else 1.0
+    return 1.0
+
+
+def trace_log_density(
+    trace, num_samples: int, plate_name: str = "data", *, site_scales: bool = False, detach_values: bool = False
+) -> tuple[torch.Tensor, float]:
+    """Sum the sample sites of a particle trace (see :func:`particle_traces`) per
+    sample and datum: ``(log density (num_samples, batch), the plate's subsample scale)``.
+
+    :param site_scales: weigh each site by its scale relative to the plate's
+        subsample scale (e.g. beta from :func:`inference.scaling.beta_scale`), and apply its mask.
+    :param detach_values: evaluate the densities at the detached values (the
+        score of the parameters, no path through the samples).
+    """
+    total, scale = 0.0, 1.0
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        value = site["value"].detach() if detach_values else site["value"]
+        log_p = site["fn"].log_prob(value)
+        scale = subsample_scale(site, plate_name)
+        if site_scales:
+            log_p = scale_and_mask(log_p, site["scale"] / scale, site["mask"])
+        total = total + _per_datum(site, num_samples, plate_name, log_p)
+    return total, scale
 
 
 def _mean(site, num_samples: int, plate_name: str) -> torch.Tensor:

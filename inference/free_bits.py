@@ -34,22 +34,32 @@ def kl_per_dim(model_site, guide_site) -> torch.Tensor:
         return q_base.log_prob(z) - p_base.log_prob(z)
 
 
+def free_bits_penalty(model_trace, guide_trace, floor: float, sites: Sequence[str], particles: int = 1) -> torch.Tensor:
+    """sum over ``sites`` and their dimensions of relu(floor - batch-mean KL), weighted like
+    the site's KL term in the loss (its scale x the batch size); ``particles`` is the size
+    of a vectorized particle plate (1 without one). A tensor: nothing is read from it."""
+    penalty = 0.0
+    for name in sites:
+        guide_site = guide_trace.nodes[name]
+        kl = kl_per_dim(model_trace.nodes[name], guide_site)  # (particles?, batch, z_dim)
+        flat = kl.reshape(-1, kl.shape[-1])
+        batch = flat.shape[0] / particles
+        # the site's scale (beta x plate subsampling) x batch size = the weight of a per-datum KL
+        penalty = penalty + guide_site["scale"] * batch * torch.relu(floor - flat.mean(0)).sum()
+    return penalty * particles  # the vectorized particle is averaged by the caller
+
+
 class _FreeBitsMixin:
     free_bits: float
     free_bits_sites: tuple[str, ...]
 
+    def free_bits_penalty(self, model_trace, guide_trace) -> torch.Tensor:
+        particles = self.num_particles if self.vectorize_particles else 1
+        return free_bits_penalty(model_trace, guide_trace, self.free_bits, self.free_bits_sites, particles)
+
     def _differentiable_loss_particle(self, model_trace, guide_trace):
         loss, surrogate = super()._differentiable_loss_particle(model_trace, guide_trace)
-        penalty = 0.0
-        for name in self.free_bits_sites:
-            guide_site = guide_trace.nodes[name]
-            kl = kl_per_dim(model_trace.nodes[name], guide_site)  # (particles?, batch, z_dim)
-            batch = kl.reshape(-1, kl.shape[-1]).shape[0] / (self.num_particles if self.vectorize_particles else 1)
-            mean_kl = kl.reshape(-1, kl.shape[-1]).mean(0)
-            # the site's scale (beta x plate subsampling) x batch size = the weight of a per-datum KL
-            penalty = penalty + guide_site["scale"] * batch * torch.relu(self.free_bits - mean_kl).sum()
-        if self.vectorize_particles:
-            penalty = penalty * self.num_particles  # the vectorized particle is averaged by the caller
+        penalty = self.free_bits_penalty(model_trace, guide_trace)
         return loss + float(penalty.detach() if torch.is_tensor(penalty) else penalty), surrogate + penalty
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import contextmanager
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
+import torch
 from pyro.poutine.messenger import Messenger
 
 from inference.options import choose
@@ -149,6 +151,7 @@ class ScaleSites(Messenger):
             raise ValueError("scales is empty: name at least one site, e.g. {'z': 4.0}")
         self.scales = dict(scales)
         self.step = step
+        self._given = None
         for name in self.scales:
             self.factor(name)  # validate early
 
@@ -160,9 +163,21 @@ class ScaleSites(Messenger):
             raise ValueError(f"the scale of site {name!r} must be >= 0, got {value} at step {self.step}")
         return value
 
+    @contextmanager
+    def given(self, factors: Mapping[str, torch.Tensor]):
+        """Within this context, scale by these tensors instead of the current
+        factors: a captured graph (:mod:`inference.compiled`) takes them as inputs,
+        so that a schedule's later values reach it."""
+        old, self._given = self._given, dict(factors)
+        try:
+            yield self
+        finally:
+            self._given = old
+
     def _process_message(self, msg) -> None:
         if msg["type"] == "sample" and msg["name"] in self.scales:
-            msg["scale"] = self.factor(msg["name"]) * msg["scale"]
+            factor = self._given[msg["name"]] if self._given is not None else self.factor(msg["name"])
+            msg["scale"] = factor * msg["scale"]
 
 
 def scale_sites(fn: Callable | None = None, scales: Mapping[str, Factor] | None = None, step: int = 0):

@@ -28,8 +28,10 @@ from tqdm.auto import tqdm
 
 from inference.batching import as_dataset, data_state, load_data_state
 from inference.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from inference.compiled import COMPILERS, Captured, CompilerName
 from inference.estimators import NO_GRADIENT, EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
+from inference.graph_loss import graph_loss
 from inference.options import choose
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
 from inference.weights import iter_log_weights
@@ -60,7 +62,7 @@ def fused_adam(params, lr: float) -> torch.optim.Adam:
 
 OPTIMIZERS = {"adam": fused_adam, "clipped_adam": ClippedAdam}
 # settings that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"epochs", "max_steps", "max_seconds", "checkpoint_every"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "max_seconds", "checkpoint_every", "compile"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ class FitConfig:
     :ivar max_seconds: stop after this many seconds of training steps in all
         (validation and checkpoints not counted): a wall-clock budget.
     :ivar checkpoint_every: also checkpoint every this many steps (besides every epoch end).
+    :ivar compile: capture the estimator's loss as a graph and compile it
+        (:mod:`inference.compiled`): ``True`` for inductor, or a compiler's
+        name (``"inductor"``, ``"aot_eager"``, ``"graph"``); ``False`` runs eagerly.
     """
 
     estimator: EstimatorName = "trace"
@@ -92,9 +97,17 @@ class FitConfig:
     batch_size: int = 128
     seed: int = 0
     checkpoint_every: int | None = 500
+    compile: bool | CompilerName = False
 
     def __post_init__(self):
         choose(OPTIMIZERS, self.optimizer, what="optimizer")
+        if self.compile is not False:
+            choose(COMPILERS, self.compiler, what="compiler")
+
+    @property
+    def compiler(self) -> CompilerName | None:
+        """The compiler's name, or ``None`` for eager steps."""
+        return "inductor" if self.compile is True else (self.compile or None)
         for name in ("num_particles", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -111,7 +124,8 @@ class FitConfig:
 @dataclass
 class FitResult:
     """What a run produced: its config, one metrics dict per epoch, where it was
-    saved, and ``train_seconds``: the time spent in training steps (all sessions of a resumed run)."""
+    saved, and ``train_seconds``: the time spent in training steps (all sessions of a resumed run),
+    of which ``compile_seconds`` (this session) went into capturing and compiling compiled steps."""
 
     config: FitConfig
     metrics: list[dict]
@@ -120,6 +134,7 @@ class FitResult:
     seconds: float
     run_dir: Path | None
     train_seconds: float = 0.0
+    compile_seconds: float = 0.0
 
     @property
     def final_loss(self) -> float:
@@ -210,7 +225,21 @@ def fit(
     :param resume: continue the run saved in ``run_dir``; its settings must match.
     :param callbacks: called with each epoch's metrics dict.
     :param beta: the KL weight: a number or a schedule of the step (see :mod:`inference.scaling`).
-    :param settings: the fields of :class:`FitConfig` (``estimator``, ``lr``, ``epochs``, ...).
+    :param settings: the fields of :class:`FitConfig` (``estimator``, ``lr``, ``epochs``, ``compile``, ...).
+
+    Compiled steps (``compile=True``; see :mod:`inference.compiled`): the
+    estimator's loss of a *static* model and guide is captured once per batch
+    shape and compiled; the last, smaller batch of an epoch is captured once
+    more (cached), not skipped. The beta schedule's factor is a graph input,
+    so schedules, free bits, ``num_data`` scaling, clipping, the NaN guard,
+    metrics, checkpoints and the progress bar work as in eager steps. The
+    first step of each shape takes the compile time (``FitResult.compile_seconds``).
+    A model whose structure changes between steps is stopped with
+    :class:`~inference.compiled.NotStaticError`. Resuming a compiled run
+    gives bitwise the same parameters as running it uninterrupted, on the
+    same machine and compiler (the RNG state is saved, and capturing draws
+    nothing from it); compiled and eager runs draw different noise under
+    inductor, so they agree in distribution, not bit for bit.
     :raises NonFiniteError: the loss or a gradient went non-finite (the message names
         the step, the sites and remedies; the last checkpoint is left as it was).
 
@@ -256,6 +285,7 @@ def fit(
     elbo = make_elbo(config.estimator, num_particles=config.num_particles)
     if config.free_bits is not None:
         elbo = with_free_bits(elbo, config.free_bits, sites=config.latent_sites)
+    step_loss_fn = graph_loss(elbo) if config.compile else None  # refuses estimators that cannot be captured
     kwargs = {"num_data": n} if _accepts_num_data(model) else {}
     per_datum = n if kwargs else None  # the loss covers the data set, else the batch
 
@@ -266,6 +296,15 @@ def fit(
     has_loss = config.estimator != "tail_adaptive"
     params = _discover_params(elbo, scaled.model, scaled.guide, probe, kwargs, has_loss)
     load_data_state(data, before)
+    step_loss = None
+    if step_loss_fn is not None:
+        step_loss = Captured(
+            lambda x: step_loss_fn(scaled.model, scaled.guide, x, **kwargs),
+            params=list(params.values()),
+            scales=[scaled.handler],
+            compiler=config.compiler,
+            mode="reduce-overhead" if probe.device.type == "cuda" and config.compiler == "inductor" else None,
+        )
     del probe
     make_optimizer = choose(OPTIMIZERS, config.optimizer, what="optimizer")
     optimizer = make_optimizer(list(params.values()), lr=config.lr)
@@ -333,7 +372,14 @@ def fit(
                     x = x.to(device) if device is not None else x
                     scaled.step = step
                     optimizer.zero_grad(set_to_none=True)
-                    loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
+                    if step_loss is not None:
+                        if step_loss.num_graphs == 0:
+                            bar.set_postfix_str("capturing and compiling the step", refresh=True)
+                        loss = step_loss(x)
+                        loss.backward()
+                        loss = loss.detach()
+                    else:
+                        loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
                     grads = [p.grad for p in param_list if p.grad is not None]
                     if config.clip_norm is not None:
                         gauge_name, gauge = "norm", torch.nn.utils.get_total_norm(grads)
@@ -388,7 +434,8 @@ def fit(
                     callback(row)
     finally:
         bar.close()
-    return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained)
+    compile_seconds = step_loss.compile_seconds if step_loss is not None else 0.0
+    return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained, compile_seconds)
 
 
 def _check_same_run(saved: FitConfig, requested: FitConfig, path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import pyro.distributions as dist
-import pyro.distributions.transforms as T
+from pyro_vae.flows import conditional_affine_autoregressive
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,7 +111,7 @@ class IAF(GuideFamily):
         self.base = DiagonalNormal(feature_dim, z_dim, min_scale)
         hidden = list(hidden or [4 * z_dim])
         self.flows = nn.ModuleList(
-            T.conditional_affine_autoregressive(z_dim, feature_dim, hidden_dims=hidden, stable=True)
+            conditional_affine_autoregressive(z_dim, feature_dim, hidden_dims=hidden, stable=True)
             for _ in range(num_flows)
         )
 

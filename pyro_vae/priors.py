@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Literal
 
 import pyro.distributions as dist
-import pyro.distributions.transforms as T
+from pyro_vae.flows import affine_autoregressive
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -111,15 +111,13 @@ class VampPrior(Prior):
 
 class FlowPrior(Prior):
     """N(0, I) pushed through ``num_flows`` affine autoregressive transforms
-    (Pyro's :func:`~pyro.distributions.transforms.affine_autoregressive`): a
-    learnable, flexible density with an exact log-probability.
+    (Pyro's :func:`~pyro.distributions.transforms.affine_autoregressive`, with
+    the capturable inverse of :mod:`pyro_vae.flows`): a learnable, flexible
+    density with an exact log-probability.
 
     The flows start as the identity (their output layers are zero), so the
     prior starts as N(0, I) and training shapes it; with Pyro's random
     initialization the prior would start with heavy tails.
-
-    In float64 set ``torch.set_default_dtype(torch.float64)``: Pyro's inverse
-    of these transforms allocates in the default dtype.
     """
 
     def __init__(self, z_dim: int, num_flows: int = 2, hidden: Sequence[int] | None = None) -> None:
@@ -128,7 +126,7 @@ class FlowPrior(Prior):
             raise ValueError("prior='flow' needs z_dim >= 2; use prior='learned_normal' for one latent dim")
         self.register_buffer("zeros", torch.zeros(z_dim), persistent=False)
         hidden = list(hidden or [4 * z_dim])
-        self.flows = nn.ModuleList(T.affine_autoregressive(z_dim, hidden_dims=hidden) for _ in range(num_flows))
+        self.flows = nn.ModuleList(affine_autoregressive(z_dim, hidden_dims=hidden) for _ in range(num_flows))
         with torch.no_grad():
             for flow in self.flows:
                 flow.arn.layers[-1].weight.zero_()

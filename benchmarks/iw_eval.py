@@ -2,12 +2,14 @@
 vectorized torch estimator on the same network, side by side.
 
 Each estimator runs in its own process (so that its peak memory can be read),
-the two alternating for ``--rounds`` rounds. Both draw ``K`` samples per test
+alternating for ``--rounds`` rounds. With ``--compile`` a third process runs
+``evaluate(..., compile=True)`` (the passes captured and compiled by inductor,
+see `inference.compiled`; its compile time is included and also printed). Both draw ``K`` samples per test
 image in passes of at most ``--budget`` (samples x images) particles. The
 script prints seconds, the ratio, peak resident memory, and the two
 estimates of log p(x) with their standard errors (they must agree).
 
-    python benchmarks/iw_eval.py [--num-data 10000] [--samples 5000] [--budget 65536]
+    python benchmarks/iw_eval.py [--num-data 10000] [--samples 5000] [--budget 65536] [--compile]
 """
 
 from __future__ import annotations
@@ -66,16 +68,26 @@ def run_one(method: str, num_data: int, num_samples: int, budget: int) -> dict:
     vae = build()
     torch.manual_seed(1)
     start = time.perf_counter()
-    if method == "fit":
+    compile_seconds = 0.0
+    if method in ("fit", "compiled"):
+        if method == "compiled":  # a cold compile of both pass shapes (full and last), timed on its own;
+            per_pass = max(1, budget // num_samples)  # the timed run below recompiles with torch's caches warm
+            started = time.perf_counter()
+            evaluate(vae.model, vae.guide, data.batch(torch.arange(min(len(data), per_pass + len(data) % per_pass))),
+                     num_samples=num_samples, ks=(1,), budget=budget, progress=False, compile=True)
+            compile_seconds = time.perf_counter() - started
+            torch.manual_seed(1)
+            start = time.perf_counter()
         result = evaluate(vae.model, vae.guide, data, num_samples=num_samples, ks=(1, num_samples), budget=budget,
-                          progress=False)
+                          progress=False, compile=method == "compiled")
         estimate, se = result.log_px, result.log_px_se
     else:
         values = torch_estimator(vae, data.batch(torch.arange(len(data))), num_samples, budget)
         estimate, se = values.mean().item(), (values.std() / math.sqrt(len(values))).item()
     seconds = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"method": method, "seconds": seconds, "peak_mib": peak_mib, "log_px": estimate, "se": se}
+    return {"method": method, "seconds": seconds, "peak_mib": peak_mib, "log_px": estimate, "se": se,
+            "compile_seconds": compile_seconds}
 
 
 def main() -> None:
@@ -84,14 +96,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--budget", type=int, default=2**16)
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--only", choices=["fit", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--compile", action="store_true", help="also time evaluate(..., compile=True)")
+    parser.add_argument("--only", choices=["fit", "torch", "compiled"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.only:
         print(json.dumps(run_one(args.only, args.num_data, args.samples, args.budget)))
         return
-    results = {"fit": [], "torch": []}
+    methods = ("torch", "fit", "compiled") if args.compile else ("torch", "fit")
+    results = {method: [] for method in methods}
     for _ in range(args.rounds):
-        for method in ("torch", "fit"):
+        for method in methods:
             command = [sys.executable, __file__, "--only", method, "--num-data", str(args.num_data),
                        "--samples", str(args.samples), "--budget", str(args.budget)]
             line = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
@@ -101,8 +115,11 @@ def main() -> None:
         seconds = min(r["seconds"] for r in runs)
         print(f"{method:6s} {seconds:8.1f} s  peak {max(r['peak_mib'] for r in runs):7.0f} MiB  "
               f"log p(x) = {runs[0]['log_px']:.3f} +- {runs[0]['se']:.3f}")
-    ratio = min(r["seconds"] for r in results["fit"]) / min(r["seconds"] for r in results["torch"])
-    print(f"ratio fit/torch = {ratio:.3f}")
+    for method in methods[1:]:
+        ratio = min(r["seconds"] for r in results[method]) / min(r["seconds"] for r in results["torch"])
+        print(f"ratio {method}/torch = {ratio:.3f}")
+    if args.compile:
+        print(f"compile of the pass shapes with cold caches (not included above, where a warm recompile is): {results['compiled'][0]['compile_seconds']:.1f} s")
 
 
 if __name__ == "__main__":

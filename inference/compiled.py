@@ -10,6 +10,14 @@ call), with the parameters, the factors of :class:`~inference.scaling.ScaleSites
 handlers (beta and its schedule) and the data as graph inputs, and hands the
 graph to :func:`torch.compile`. Later calls skip Python altogether.
 
+With ``gradients=True`` the graph is the *joint* forward and backward pass:
+autograd differentiates the loss while it is being traced, so the backward
+operations are recorded as they run. This matters: the tracer records
+``detach()`` as a plain alias, so a forward-only graph differentiated later
+would lose every stop-gradient that the path-derivative estimators (STL,
+DReG) and Pyro's surrogate losses rely on. The joint graph has them right
+and needs no autograd at run time.
+
 What is captured and what is not:
 
 - Parameters are found by their identity: the tensors in ``params`` (the
@@ -85,6 +93,15 @@ COMPILERS: dict[str, Callable] = {
 }
 
 
+def compiler_name(compile: bool | str) -> CompilerName | None:
+    """``True`` -> ``"inductor"``, ``False`` -> ``None`` (eager), a name -> itself (validated)."""
+    if compile is False or compile is None:
+        return None
+    name = "inductor" if compile is True else compile
+    choose(COMPILERS, name, what="compiler")
+    return name
+
+
 class NotStaticError(RuntimeError):
     """The model or guide is not static, so a captured graph would compute the wrong thing."""
 
@@ -126,6 +143,7 @@ def _describe_difference(captured: list[tuple], now: list[tuple]) -> str:
 class _Graph:
     compiled: Callable
     structure: list[tuple]
+    has_grad: list[bool] | None = None  # per parameter, with gradients=True
     calls: int = 0
 
 
@@ -150,6 +168,9 @@ class Captured:
         (see :func:`inference.graph_loss.graph_loss`).
     :param params: the parameter tensors ``fn`` reads (the optimizer's);
         found by :func:`find_params` on the first call if ``None``.
+    :param gradients: ``fn`` returns a scalar loss; each call returns
+        ``(loss, grads)``, the gradients of the loss with respect to ``params``
+        (``None`` for a parameter the loss does not depend on), from the joint graph.
     :param scales: :class:`ScaleSites` handlers whose factors (e.g. a beta
         schedule) must stay live inputs of the graph.
     :param compiler: a key of :data:`COMPILERS`.
@@ -170,16 +191,15 @@ class Captured:
     >>> def guide(x):
     ...     with pyro.plate("data", len(x)):
     ...         pyro.sample("z", dist.Normal(x / 2, 0.5**0.5))
+    >>> pyro.clear_param_store()
     >>> loss = graph_loss(Trace_ELBO())
-    >>> step = Captured(lambda x: loss(model, guide, x), compiler="graph")
+    >>> step = Captured(lambda x: loss(model, guide, x), gradients=True, compiler="graph")
     >>> x = torch.tensor([0.5, -1.0, 2.0])
-    >>> pyro.set_rng_seed(0); value = step(x)  # captured: the same draws as eager Pyro
+    >>> pyro.set_rng_seed(0); value, (grad,) = step(x)  # captured: the same draws as eager Pyro
     >>> pyro.set_rng_seed(0); eager = Trace_ELBO().differentiable_loss(model, guide, x)
-    >>> bool(torch.isclose(value, eager))
-    True
-    >>> value.backward()  # the gradient reaches the parameter
-    >>> pyro.param("loc").grad is not None
-    True
+    >>> eager.backward()
+    >>> bool(torch.isclose(value, eager)), bool(torch.isclose(grad, pyro.param("loc").grad))
+    (True, True)
     >>> _ = step(torch.zeros(5)); step.num_graphs  # a new batch shape is captured once more
     2
     """
@@ -189,6 +209,7 @@ class Captured:
         fn: Callable,
         *,
         params: Sequence[torch.Tensor] | None = None,
+        gradients: bool = False,
         scales: Sequence[ScaleSites] = (),
         compiler: CompilerName = "inductor",
         mode: str | None = None,
@@ -197,6 +218,7 @@ class Captured:
         self.fn = fn
         self.params = list(params) if params is not None else None
         self.scales = list(scales)
+        self.gradients = gradients
         self.compile_graph = choose(COMPILERS, compiler, what="compiler")
         self.compiler, self.mode, self.check_every = compiler, mode, check_every
         self.compile_seconds = 0.0
@@ -229,7 +251,12 @@ class Captured:
         graph.calls += 1
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        return graph.compiled(*self.params, *factors, *args)
+        out = graph.compiled(*self.params, *factors, *args)
+        if not self.gradients:
+            return out
+        value, grads = out
+        grads = iter(grads)
+        return value, [next(grads) if has else None for has in graph.has_grad]
 
     def _factor_sites(self) -> list[tuple[ScaleSites, str]]:
         return [(handler, name) for handler in self.scales for name in handler.scales]
@@ -258,10 +285,17 @@ class Captured:
             self.params = find_params(self.fn, *args)
         params, n_params, n_factors = self.params, len(self.params), len(factors)
         recorder = SiteRecorder()
+        has_grad = None
 
         def flat_fn(*flat):
+            nonlocal has_grad
             with self._given(flat[n_params : n_params + n_factors]), recorder:
-                return self.fn(*flat[n_params + n_factors :])
+                out = self.fn(*flat[n_params + n_factors :])
+            if not self.gradients:
+                return out
+            grads = torch.autograd.grad(out, params, allow_unused=True)
+            has_grad = [g is not None for g in grads]
+            return out.detach(), [g for g in grads if g is not None]
 
         try:  # the tracing run draws random numbers: leave the run's stream as it was
             with torch.random.fork_rng(devices=_cuda_devices(args)), pyro.validation_enabled(False):
@@ -273,7 +307,7 @@ class Captured:
                     f".item(), bool(tensor)), so its computation cannot be captured as one graph: {DROP_COMPILE}"
                 ) from error
             raise
-        return _Graph(self.compile_graph(graph, self.mode), recorder.sites)
+        return _Graph(self.compile_graph(graph, self.mode), recorder.sites, has_grad)
 
     def check(self, graph: _Graph, args, factors) -> None:
         """Run ``fn`` eagerly (no gradients, forked RNG) and compare its site structure with the captured one."""

@@ -70,6 +70,7 @@ def evaluate(
     max_plate_nesting: int = 1,
     device: str | torch.device | None = None,
     progress: bool = True,
+    compile: bool | str = False,
 ) -> Evaluation:
     """Score ``model``/``guide`` on every datum of ``data`` (a tensor or a data set).
 
@@ -82,6 +83,10 @@ def evaluate(
     :param latent_site: the site for KL per dimension, active units and I(x; z).
     :param mi_data: how many data points estimate I(x; z) (its cost grows as
         their square).
+    :param compile: capture the log-weight passes once per shape and compile
+        them (``True`` for inductor, or a compiler's name; see
+        :mod:`inference.compiled`): for the long K = 5000 evaluations of a
+        static model. The first pass pays the compile time.
 
     >>> import torch, pyro, pyro.distributions as dist
     >>> def model(x):
@@ -107,7 +112,8 @@ def evaluate(
     sums = {"log_px": [], "elbo": [], "rec": [], "kl": [], **{k: [] for k in ks}}
     means = []
     batches = iter_log_weights(model, guide, data, num_samples=num_samples, budget=budget,
-                               max_plate_nesting=max_plate_nesting, device=device, progress=progress, desc="evaluate")
+                               max_plate_nesting=max_plate_nesting, device=device, progress=progress, desc="evaluate",
+                               compile=compile)
     for x, w in batches:
         log_w = w.log_w  # (K, b)
         sums["log_px"].append(_logmeanexp(log_w))

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from inference.batching import as_dataset, data_state, load_data_state
 from inference.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from inference.compiled import COMPILERS, Captured, CompilerName
+from inference.compiled import Captured, CompilerName, compiler_name
 from inference.estimators import NO_GRADIENT, EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
@@ -101,13 +101,12 @@ class FitConfig:
 
     def __post_init__(self):
         choose(OPTIMIZERS, self.optimizer, what="optimizer")
-        if self.compile is not False:
-            choose(COMPILERS, self.compiler, what="compiler")
+        compiler_name(self.compile)  # validate early
 
     @property
     def compiler(self) -> CompilerName | None:
         """The compiler's name, or ``None`` for eager steps."""
-        return "inductor" if self.compile is True else (self.compile or None)
+        return compiler_name(self.compile)
         for name in ("num_particles", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -296,11 +295,13 @@ def fit(
     has_loss = config.estimator != "tail_adaptive"
     params = _discover_params(elbo, scaled.model, scaled.guide, probe, kwargs, has_loss)
     load_data_state(data, before)
+    param_list = list(params.values())
     step_loss = None
     if step_loss_fn is not None:
         step_loss = Captured(
             lambda x: step_loss_fn(scaled.model, scaled.guide, x, **kwargs),
-            params=list(params.values()),
+            params=param_list,
+            gradients=True,
             scales=[scaled.handler],
             compiler=config.compiler,
             mode="reduce-overhead" if probe.device.type == "cuda" and config.compiler == "inductor" else None,
@@ -352,7 +353,6 @@ def fit(
     total = config.epochs * num_batches if config.max_steps is None else min(config.max_steps, config.epochs * num_batches)
     started = time.perf_counter()
     bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not progress)
-    param_list = list(params.values())
     def budget_left() -> bool:
         return (config.max_steps is None or step < config.max_steps) and (
             config.max_seconds is None or trained < config.max_seconds
@@ -375,9 +375,9 @@ def fit(
                     if step_loss is not None:
                         if step_loss.num_graphs == 0:
                             bar.set_postfix_str("capturing and compiling the step", refresh=True)
-                        loss = step_loss(x)
-                        loss.backward()
-                        loss = loss.detach()
+                        loss, step_grads = step_loss(x)
+                        for p, g in zip(param_list, step_grads):
+                            p.grad = g
                     else:
                         loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
                     grads = [p.grad for p in param_list if p.grad is not None]

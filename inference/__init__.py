@@ -5,9 +5,11 @@ sites sit under a ``pyro.plate("data", ...)``.
 """
 
 from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from inference.compiled import Captured, NotStaticError
 from inference.estimators import ESTIMATORS, make_elbo
 from inference.evaluate import Evaluation, evaluate, kl_per_dimension, mutual_information
 from inference.free_bits import with_free_bits
+from inference.graph_loss import graph_loss
 from inference.options import choose
 from inference.scaling import (
     SCHEDULES,
@@ -21,10 +23,15 @@ from inference.scaling import (
     make_schedule,
     scale_sites,
 )
+from inference.renyi import RenyiBound
 from inference.svi import FitConfig, FitResult, NonFiniteError, fit
 from inference.weights import LogWeights, log_weights
 
 __all__ = [
+    "Captured",
+    "NotStaticError",
+    "RenyiBound",
+    "graph_loss",
     "CheckpointError",
     "Evaluation",
     "FitConfig",

@@ -210,7 +210,9 @@ def race(
     :param estimators: names, or ``(name, num_particles)`` pairs.
     :param max_seconds, max_steps: the budget of every entrant (one of them is needed).
     :param validation: data for the learning curves (default: ``test``).
-    :param fit_options: more :func:`inference.fit` settings (``lr``, ``batch_size``, ...).
+    :param fit_options: more :func:`inference.fit` settings (``lr``, ``batch_size``, ``compile``, ...);
+        ``compile`` also compiles the scoring passes. A compiled entrant's compile
+        time counts towards its ``max_seconds``.
 
     >>> import torch, pyro, pyro.distributions as dist
     >>> def make_pair():
@@ -245,7 +247,8 @@ def race(
         result = fit(model, guide, data, validation=validation if validation is not None else test, estimator=name,
                      num_particles=k, max_seconds=max_seconds, max_steps=max_steps,
                      epochs=epochs, seed=seed, progress=progress, **fit_options)
-        score = evaluate(model, guide, test, num_samples=eval_samples, ks=(1, eval_samples), progress=progress)
+        score = evaluate(model, guide, test, num_samples=eval_samples, ks=(1, eval_samples), progress=progress,
+                         compile=fit_options.get("compile", False))
         curve = [(row["train_seconds"], row["val_elbo"]) for row in result.metrics]
         entries.append(RaceEntry(name, k, result.step, result.train_seconds, score.log_px, score.log_px_se, score.elbo,
                                  curve))

@@ -62,7 +62,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import pyro
 import torch
@@ -139,6 +139,14 @@ def _describe_difference(captured: list[tuple], now: list[tuple]) -> str:
     return f"{len(captured)} sites when captured, {len(now)} now; the {which} run also has {longer[min(len(captured), len(now))]}"
 
 
+class LossAndGradients(NamedTuple):
+    """What a captured loss with ``gradients=True`` returns."""
+
+    loss: torch.Tensor
+    grads: list[torch.Tensor | None]
+    grad_sum: torch.Tensor
+
+
 @dataclass
 class _Graph:
     compiled: Callable
@@ -168,9 +176,11 @@ class Captured:
         (see :func:`inference.graph_loss.graph_loss`).
     :param params: the parameter tensors ``fn`` reads (the optimizer's);
         found by :func:`find_params` on the first call if ``None``.
-    :param gradients: ``fn`` returns a scalar loss; each call returns
-        ``(loss, grads)``, the gradients of the loss with respect to ``params``
-        (``None`` for a parameter the loss does not depend on), from the joint graph.
+    :param gradients: ``fn`` returns a scalar loss; each call returns a
+        :class:`LossAndGradients`: the loss, its gradients with respect to
+        ``params`` (``None`` for a parameter the loss does not depend on) and
+        their sum (non-finite if any entry is: a NaN guard's one number), all
+        from the joint graph.
     :param scales: :class:`ScaleSites` handlers whose factors (e.g. a beta
         schedule) must stay live inputs of the graph.
     :param compiler: a key of :data:`COMPILERS`.
@@ -195,7 +205,7 @@ class Captured:
     >>> loss = graph_loss(Trace_ELBO())
     >>> step = Captured(lambda x: loss(model, guide, x), gradients=True, compiler="graph")
     >>> x = torch.tensor([0.5, -1.0, 2.0])
-    >>> pyro.set_rng_seed(0); value, (grad,) = step(x)  # captured: the same draws as eager Pyro
+    >>> pyro.set_rng_seed(0); value, (grad,), _ = step(x)  # captured: the same draws as eager Pyro
     >>> pyro.set_rng_seed(0); eager = Trace_ELBO().differentiable_loss(model, guide, x)
     >>> eager.backward()
     >>> bool(torch.isclose(value, eager)), bool(torch.isclose(grad, pyro.param("loc").grad))
@@ -223,7 +233,7 @@ class Captured:
         self.compiler, self.mode, self.check_every = compiler, mode, check_every
         self.compile_seconds = 0.0
         self._graphs: dict[tuple, _Graph] = {}
-        self._factors: dict[torch.device, list[torch.Tensor]] = {}
+        self._factors: dict[tuple, list[torch.Tensor]] = {}
 
     @property
     def num_graphs(self) -> int:
@@ -231,10 +241,9 @@ class Captured:
         return len(self._graphs)
 
     def __call__(self, *args: torch.Tensor):
-        device = args[0].device
         key = tuple((tuple(a.shape), a.dtype, a.device) for a in args)
         graph = self._graphs.get(key)
-        factors = self._fill_factors(device)
+        factors = self._fill_factors(args[0])
         if graph is None:
             started = time.perf_counter()
             graph = self._graphs[key] = self._capture(args, factors)
@@ -251,22 +260,26 @@ class Captured:
         graph.calls += 1
         if self.mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        out = graph.compiled(*self.params, *factors, *args)
         if not self.gradients:
-            return out
-        value, grads = out
+            return graph.compiled(*self.params, *factors, *args)
+        with torch.no_grad():  # the joint graph holds the backward pass: nothing to differentiate at run time
+            out = graph.compiled(*self.params, *factors, *args)
+        value, grads, grad_sum = out
         grads = iter(grads)
-        return value, [next(grads) if has else None for has in graph.has_grad]
+        return LossAndGradients(value, [next(grads) if has else None for has in graph.has_grad], grad_sum)
 
     def _factor_sites(self) -> list[tuple[ScaleSites, str]]:
         return [(handler, name) for handler in self.scales for name in handler.scales]
 
-    def _fill_factors(self, device) -> list[torch.Tensor]:
-        """0-d float64 tensors holding each handler's current factors (validated as numbers)."""
+    def _fill_factors(self, like: torch.Tensor) -> list[torch.Tensor]:
+        """0-d tensors holding each handler's current factors (validated as numbers), on the
+        data's device and in its floating dtype, so that they promote nothing."""
         sites = self._factor_sites()
-        factors = self._factors.get(device)
+        dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+        factors = self._factors.get((like.device, dtype))
         if factors is None:
-            factors = self._factors[device] = [torch.zeros((), dtype=torch.float64, device=device) for _ in sites]
+            factors = [torch.zeros((), dtype=dtype, device=like.device) for _ in sites]
+            self._factors[like.device, dtype] = factors
         for tensor, (handler, name) in zip(factors, sites):
             tensor.fill_(handler.factor(name))
         return factors
@@ -295,7 +308,9 @@ class Captured:
                 return out
             grads = torch.autograd.grad(out, params, allow_unused=True)
             has_grad = [g is not None for g in grads]
-            return out.detach(), [g for g in grads if g is not None]
+            grads = [g for g in grads if g is not None]
+            grad_sum = torch.stack([g.sum().to(out.dtype) for g in grads]).sum() if grads else out.new_zeros(())
+            return out.detach(), grads, grad_sum
 
         try:  # the tracing run draws random numbers: leave the run's stream as it was
             with torch.random.fork_rng(devices=_cuda_devices(args)), pyro.validation_enabled(False):

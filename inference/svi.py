@@ -372,10 +372,11 @@ def fit(
                     x = x.to(device) if device is not None else x
                     scaled.step = step
                     optimizer.zero_grad(set_to_none=True)
+                    grad_sum = None
                     if step_loss is not None:
                         if step_loss.num_graphs == 0:
                             bar.set_postfix_str("capturing and compiling the step", refresh=True)
-                        loss, step_grads = step_loss(x)
+                        loss, step_grads, grad_sum = step_loss(x)
                         for p, g in zip(param_list, step_grads):
                             p.grad = g
                     else:
@@ -384,9 +385,12 @@ def fit(
                     if config.clip_norm is not None:
                         gauge_name, gauge = "norm", torch.nn.utils.get_total_norm(grads)
                         torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, gauge)
-                    else:  # a sum is non-finite when any entry is, and costs half a norm
+                    else:  # a sum is non-finite when any entry is, and costs half a norm (a compiled step's graph sums)
                         gauge_name = "sum"
-                        gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
+                        if grad_sum is not None:
+                            gauge = grad_sum
+                        else:
+                            gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
                     value = value if has_loss else math.nan
                     # a sum of finite entries can still overflow: look closer before stopping

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from inference import ESTIMATORS, SCHEDULES, CheckpointError, NonFiniteError, evaluate, fit, make_schedule
+from inference.compiled import COMPILERS, NotStaticError
 from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError, load_dataset
 from pyro_vae.guides import GUIDES
 from pyro_vae.likelihoods import LIKELIHOODS
@@ -32,7 +33,8 @@ from pyro_vae.priors import PRIORS
 from pyro_vae.run import RunConfig, RunError, load_model, read_config, save_model, write_config
 from pyro_vae.vae import VAE
 
-USER_ERRORS = (DatasetNotFoundError, CheckpointError, RunError, FileNotFoundError, ValueError, NonFiniteError)
+USER_ERRORS = (DatasetNotFoundError, CheckpointError, RunError, FileNotFoundError, ValueError, NonFiniteError,
+               NotStaticError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     fitting.add_argument("--lr", type=float, default=1e-3)
     fitting.add_argument("--seed", type=int, default=0)
     fitting.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    _compile_option(fitting)
     fitting.add_argument("--eval-samples", type=int, default=1000, help="importance samples per test image")
     fitting.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<dataset>-<time>)")
     fitting.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -93,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=0)
     compare.add_argument("--out", type=Path, default=None, help="output folder (default: runs/compare-<time>)")
     compare.add_argument("--no-progress", action="store_true")
+    _compile_option(compare, what="the race's training steps and scores")
 
     diagnose = commands.add_parser("diagnose", help="posterior diagnostics of a run: k-hat, NUTS, gaps, collapse",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -114,10 +118,17 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--device", default="cpu")
         if name == "evaluate":
             command.add_argument("--eval-samples", type=int, default=None, help="default: as in training")
+            _compile_option(command, what="the importance-weight passes")
         if name == "sample":
             command.add_argument("-n", type=int, default=64, help="how many samples")
             command.add_argument("--seed", type=int, default=None)
     return parser
+
+
+def _compile_option(group, what: str = "the training step and the evaluation passes") -> None:
+    group.add_argument("--compile", nargs="?", const="inductor", default=False, choices=list(COMPILERS),
+                       help=f"capture {what} as a graph and compile it (default compiler: inductor); "
+                            f"static models only, see inference.compiled")
 
 
 def _beta(args):
@@ -135,9 +146,10 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def _summary(vae, test, config: RunConfig, num_samples: int, device, progress: bool) -> dict:
+def _summary(vae, test, config: RunConfig, num_samples: int, device, progress: bool, compile=False) -> dict:
     ks = [k for k in (1, 10, 100, 1000, 5000) if k <= num_samples and num_samples % k == 0]
-    result = evaluate(vae.model, vae.guide, test, num_samples=num_samples, ks=ks, device=device, progress=progress)
+    result = evaluate(vae.model, vae.guide, test, num_samples=num_samples, ks=ks, device=device, progress=progress,
+                      compile=compile)
     return {"test_images": result.num_data, **dataclasses.asdict(result)}
 
 
@@ -188,12 +200,12 @@ def train(args) -> int:
     result = fit(vae.model, vae.guide, train_data, validation=validation, run_dir=run_dir, resume=args.resume,
                  progress=not args.no_progress, device=device, beta=_beta(args), estimator=args.estimator,
                  num_particles=args.particles, free_bits=args.free_bits, epochs=args.epochs,
-                 batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, compile=args.compile)
     train_seconds = time.perf_counter() - started
     save_model(run_dir, vae, config)
     summary = {"train_seconds": train_seconds, "epochs": result.epoch, "steps": result.step,
                "eval_samples": args.eval_samples,
-               **_summary(vae, test, config, args.eval_samples, device, not args.no_progress)}
+               **_summary(vae, test, config, args.eval_samples, device, not args.no_progress, args.compile)}
     _write_summary(run_dir, summary)
     figures = _figures(run_dir, vae, config, test, device)
     _print_summary(summary)
@@ -215,7 +227,7 @@ def evaluate_run(args) -> int:
     num_samples = args.eval_samples or old.get("eval_samples", 1000)
     _, _, test = config.load_data()
     summary = {**{k: old[k] for k in ("train_seconds", "epochs", "steps") if k in old}, "eval_samples": num_samples,
-               **_summary(vae, test, config, num_samples, device, progress=True)}
+               **_summary(vae, test, config, num_samples, device, progress=True, compile=args.compile)}
     _write_summary(args.run, summary)
     _print_summary(summary)
     return 0
@@ -360,7 +372,7 @@ def compare_estimators(args) -> int:
     entrants = [(name, args.race_particles if name in MULTI_SAMPLE else 1) for name in args.estimators]
     result = race(make_pair, train_data, test, estimators=entrants, max_seconds=args.seconds,
                   eval_samples=args.eval_samples, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, compile=args.compile)
     (out / "race.md").write_text(result.table() + "\n")
     (out / "race.csv").write_text(result.csv())
     result.figure().savefig(out / "figures" / "race.png", dpi=100)

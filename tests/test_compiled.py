@@ -27,7 +27,7 @@ from test_compare import _exact_elbo, _flat_grads, _off_posterior_ppca
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _eager_and_captured(model, guide, params, elbo, x, *, scales=(), compiler="graph", **kwargs):
+def _eager_and_captured(model, guide, params, elbo, x, *, scales=(), compiler="graph", mode=None, **kwargs):
     """(loss, grads) of the eager estimator and of its captured graph, from the same random draws."""
     results = []
     for captured in (False, True):
@@ -36,8 +36,9 @@ def _eager_and_captured(model, guide, params, elbo, x, *, scales=(), compiler="g
         pyro.set_rng_seed(1)
         if captured:
             step = Captured(lambda x: graph_loss(elbo)(model, guide, x, **kwargs), params=params, gradients=True,
-                            scales=scales, compiler=compiler)
-            loss, grads = step(x)
+                            scales=scales, compiler=compiler, mode=mode)
+            loss, grads, grad_sum = step(x)
+            assert torch.allclose(grad_sum, sum(g.sum() for g in grads if g is not None), rtol=1e-4, atol=1e-4)
             for p, g in zip(params, grads):
                 p.grad = g
         else:
@@ -170,7 +171,7 @@ def test_compiled_gradient_is_unbiased_under_inductors_own_random_numbers():
                     compiler="inductor")
     draws = []
     for _ in range(repeats):
-        _, grads = step(data)
+        _, grads, _ = step(data)
         draws.append(torch.cat([g.flatten() for g in grads]) / copies)
     draws = torch.stack(draws)
     z = (draws.mean(0) - exact) / (draws.std(0) / repeats**0.5)
@@ -336,3 +337,38 @@ def test_compiled_training_survives_sigkill_and_resumes_bitwise(tmp_path):
     resumed = torch.load(tmp_path / "killed" / "final.pt", weights_only=True)
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA GPU (benchmarks/device_check.sh runs these on one)")
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_graphs_step_computes_the_eager_loss_and_gradients():
+    """inductor with mode="reduce-overhead" (CUDA graphs) and eager random draws, on the GPU."""
+    vae = _vae(guide="diagonal").cuda()
+    scaled = beta_scale(vae.model, vae.guide, beta=LinearWarmup(steps=4))
+    scaled.step = 2
+    x = _binary_batch().cuda()
+    with torch._inductor.config.patch(fallback_random=True):
+        eager, compiled = _eager_and_captured(scaled.model, scaled.guide, list(vae.parameters()), make_elbo("trace"),
+                                              x, scales=[scaled.handler], compiler="inductor",
+                                              mode="reduce-overhead", num_data=120)
+    _assert_same(eager, compiled, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_cuda_compiled_fit_and_evaluate_reach_the_ppca_optimum():
+    truth = PPCA.random(x_dim=5, z_dim=2, sigma=0.5, seed=0)
+    x = truth.sample(1000, seed=1).float()
+    best = PPCA.maximum_likelihood(x.double(), z_dim=2).log_marginal(x.double()).mean().item()
+    torch.manual_seed(0)
+    vae = PPCA(torch.randn(5, 2), torch.zeros(5), 1.0).vae(exact_guide=False, learn_scale=True).cuda()
+    fit(vae.model, vae.guide, x, estimator="mean_field", epochs=150, batch_size=250, lr=0.03, lr_decay=0.98,
+        compile=True, device="cuda", progress=False)
+    scored = evaluate(vae.model, vae.guide, x, num_samples=200, ks=(1, 200), progress=False, compile=True,
+                      device="cuda")
+    assert scored.log_px == pytest.approx(best, abs=0.01)
+    assert scored.elbo == pytest.approx(best, abs=0.015)

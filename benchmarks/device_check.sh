@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Every CUDA check and GPU benchmark of the project, in one call on a lent GPU machine (about 6 minutes):
+# the CUDA-marked tests, and the SVI throughput on cuda (hand loop eager and compiled, Pyro, fit eager and
+# compiled; batch 128 and 512, and IWAE with K = 5). Figures go to BENCHMARKS.md with the card's name.
+#   here:  bash benchmarks/device_prepare.sh            (wheels and MNIST into .device/)
+#   there: bash benchmarks/device_check.sh              (the device tool's run, carrying .device)
+# It writes its logs under $OUT (the device tool brings that folder back), else under /tmp/device-check.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-/tmp/device-check}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+if [ -d .device/wheels ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .device/wheels/*.whl \
+        && export PYTHONPATH=/tmp/site:$PWD
+fi
+if [ -d .device/data ]; then
+    mkdir -p /tmp/data/MNIST/raw
+    for f in .device/data/*.gz; do gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
+    export PYRO_VAE_DATA_DIR=/tmp/data
+fi
+status=0
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $out/NAME.txt, remember a failure
+    local name=$1 limit=$2; shift 2
+    echo "== $name: $*"
+    timeout "$limit" "$@" 2>&1 | grep -v "UserWarning\|warnings.warn" | tee "$out/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || { echo "== $name failed with $rc"; status=1; }
+}
+step gpu 30 python3 -c "import torch, pyro; print(torch.cuda.get_device_name(), 'torch', torch.__version__,
+    'cuda', torch.version.cuda, 'pyro', pyro.__version__)"
+step cuda_tests 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_compiled.py
+loops=torch_compiled,pyro_bare,fit,fit_compiled
+step throughput_128 150 python3 benchmarks/svi_throughput.py --device cuda --steps 300 --rounds 3 --only $loops
+step throughput_512 75 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --batch-size 512 --only $loops
+step throughput_iwae5 75 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --particles 5 --only $loops
+exit $status

@@ -4,7 +4,7 @@ Nothing in this package knows about VAEs: it works on every model whose latent
 sites sit under a ``pyro.plate("data", ...)``.
 """
 
-from inference.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from inference.checkpoint import CheckpointError, WriteError, load_checkpoint, save_checkpoint
 from inference.compiled import Captured, NotStaticError
 from inference.estimators import ESTIMATORS, make_elbo
 from inference.evaluate import Evaluation, evaluate, kl_per_dimension, mutual_information
@@ -33,6 +33,7 @@ __all__ = [
     "RenyiBound",
     "graph_loss",
     "CheckpointError",
+    "WriteError",
     "Evaluation",
     "FitConfig",
     "FitResult",

@@ -49,6 +49,15 @@ def as_dataset(data) -> Dataset:
     raise TypeError(f"data must be a tensor or have __len__ and batch(index), got {type(data).__name__}")
 
 
+def full_view(data) -> torch.Tensor | None:
+    """All the observations of a data set as one tensor, where that costs nothing
+    (a :class:`TensorData`, or a data set with a ``full_view()`` method), else ``None``."""
+    if isinstance(data, TensorData):
+        return data.tensor
+    view = getattr(data, "full_view", None)
+    return view() if callable(view) else None
+
+
 def data_state(data) -> dict:
     return data.state_dict() if hasattr(data, "state_dict") else {}
 

@@ -9,6 +9,7 @@ either the old or the new checkpoint, never half of one. It is loaded with
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import tempfile
@@ -24,8 +25,40 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used: truncated, foreign, or made by another run."""
 
 
-def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` (plus a format tag) to ``path`` atomically."""
+class WriteError(OSError):
+    """A file could not be written (a full disk, a read-only folder); the file it was to replace is intact."""
+
+
+def write_failed(path: Path, error: BaseException, remedy: str | None = None) -> WriteError:
+    """The :class:`WriteError` for ``path``: what happened, what is intact, what to do."""
+    text = str(error)
+    full = getattr(error, "errno", None) == errno.ENOSPC or "No space left" in text or "unexpected pos" in text
+    reason = "the disk is full" if full else "the write failed"
+    before = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
+    remedy = remedy or f"a training run continues from its last checkpoint with resume=True (pyro-vae train --out {path.parent} --resume)"
+    return WriteError(f"could not write {path}: {reason} ({text.strip()}); {before}. Free some space, then: {remedy}")
+
+
+def write_text(path: str | Path, text: str, remedy: str | None = None) -> None:
+    """Write a text file atomically (a temporary file moved over the old one); a failure is a :class:`WriteError`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_failed(path, error, remedy) from error
+
+
+def save_checkpoint(path: str | Path, state: dict, remedy: str | None = None) -> None:
+    """Write ``state`` (plus a format tag) to ``path`` atomically.
+
+    :raises WriteError: the write failed (a full disk: torch reports it as a
+        ``RuntimeError`` about an "unexpected pos"); the previous file is intact.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -35,6 +68,9 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_failed(path, error, remedy) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

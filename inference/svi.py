@@ -26,8 +26,15 @@ from pyro import poutine
 from pyro.optim.clipped_adam import ClippedAdam
 from tqdm.auto import tqdm
 
-from inference.batching import as_dataset, data_state, load_data_state
-from inference.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from inference.batching import as_dataset, data_state, full_view, load_data_state
+from inference.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_failed,
+)
 from inference.compiled import Captured, CompilerName, compiler_name
 from inference.estimators import NO_GRADIENT, EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
@@ -151,6 +158,21 @@ def _accepts_num_data(fn) -> bool:
         return False
 
 
+def _validate_whole(model, datasets: dict) -> None:
+    """If the model is a method of an object with ``validate(x)`` (as :class:`pyro_vae.VAE`), run it once
+    on every data set that has a free full view, naming the data set in its error."""
+    validate = getattr(getattr(model, "__self__", None), "validate", None)
+    if not callable(validate):
+        return
+    for name, dataset in datasets.items():
+        x = full_view(dataset) if dataset is not None else None
+        if x is not None:
+            try:
+                validate(x)
+            except (ValueError, TypeError) as error:
+                raise type(error)(f"the {name} set is refused before training: {error}") from None
+
+
 def _discover_params(elbo, model, guide, x, kwargs, has_loss) -> dict[str, torch.Tensor]:
     """Run the objective once (with validation on) and collect its parameters, as Pyro's SVI does."""
     with poutine.trace(param_only=True) as capture, pyro.validation_enabled(True):
@@ -163,6 +185,16 @@ def _discover_params(elbo, model, guide, x, kwargs, has_loss) -> dict[str, torch
     if all(p.grad is None for p in params.values()):  # estimators without differentiable_loss skip backward silently
         raise ValueError(NO_GRADIENT)
     return dict(sorted(params.items()))
+
+
+def _bad_rows(x, index=None) -> str | None:
+    """The data set indices of the batch rows that hold NaN or inf, or ``None`` if every value is finite."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or torch.isfinite(x).all():
+        return None
+    rows = (~torch.isfinite(x.reshape(x.shape[0], -1) if x.dim() else x.reshape(1, 1))).any(-1).nonzero().flatten()
+    rows = index[rows.cpu()] if index is not None else rows
+    shown = ", ".join(str(i) for i in rows[:10].tolist()) + (" ..." if len(rows) > 10 else "")
+    return f"{len(rows)} row{'s' if len(rows) != 1 else ''} [{shown}]"
 
 
 def _diagnose(model, guide, x, kwargs, params) -> str:
@@ -217,6 +249,15 @@ def fit(
     full-data ELBO. The reported ``train_loss`` is per datum.
 
     :param data: a tensor ``(N, ...)`` or a data set with ``__len__`` and ``batch(index)``.
+        Data checks: if ``model`` is a method of an object with a ``validate(x)``
+        method (:meth:`pyro_vae.VAE.validate`: shape, NaN or inf, the likelihood's
+        support), a tensor data set (and validation set) is checked whole
+        before the first step, once, and a bad row is named by its index; a
+        data set served only by ``batch(index)`` is checked on its first batch
+        (with Pyro's validation, as are the model's and guide's arguments),
+        not on later ones: a :class:`pyro_vae.data.ImageData`'s representation
+        gives every batch values of the same kind, but a hand-made data set
+        that changes later goes unchecked.
         Under ``estimator="tail_adaptive"``, which gives gradients but no loss
         value, ``train_loss`` is NaN: watch the validation ELBO instead.
     :param validation: data for the per-epoch validation ELBO, reconstruction and KL.
@@ -288,6 +329,7 @@ def fit(
     kwargs = {"num_data": n} if _accepts_num_data(model) else {}
     per_datum = n if kwargs else None  # the loss covers the data set, else the batch
 
+    _validate_whole(model, {"training": data, "validation": validation})
     before = data_state(data)
     probe = data.batch(torch.arange(min(n, config.batch_size)))
     probe = probe.to(device) if device is not None else probe
@@ -398,12 +440,19 @@ def fit(
                         gauge_name == "sum" and all(bool(torch.isfinite(g).all()) for g in grads)
                     )
                     if not (finite_grads and (math.isfinite(value) or not has_loss)):
+                        intact = f" The last checkpoint, {checkpoint_path}, is intact." if checkpoint_path else ""
+                        rows = _bad_rows(x, index)
+                        if rows is not None:  # the cause is the data, not the model: say so first
+                            raise NonFiniteError(
+                                f"step {step} (epoch {epoch}): the batch holds NaN or inf in {rows} of the data set "
+                                f"(data set indices), so the loss is {value}; the model and guide are not at fault: "
+                                f"clean or drop those observations.{intact}"
+                            )
                         raise NonFiniteError(
                             f"step {step} (epoch {epoch}): the loss is {value} and the gradient {gauge_name} {gauge}; "
                             f"non-finite: {_diagnose(scaled.model, scaled.guide, x, kwargs, params)}. "
                             f"Remedies: a lower lr (now {optimizer.param_groups[0]['lr']:g}), clip_norm=10, "
-                            f"optimizer='clipped_adam', a KL warm-up (beta schedule), or check the data. "
-                            + (f"The last checkpoint, {checkpoint_path}, is intact." if checkpoint_path else "")
+                            f"optimizer='clipped_adam', a KL warm-up (beta schedule), or check the data.{intact}"
                         )
                     optimizer.step()
                     step, position = step + 1, position + 1
@@ -469,8 +518,11 @@ def _append_csv(run_dir: Path | None, row: dict) -> None:
         return
     path = run_dir / METRICS_NAME
     new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
+    try:
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+    except OSError as error:
+        raise write_failed(path, error) from error

@@ -12,7 +12,6 @@ Errors a user can make print one line that names the fix, and exit non-zero.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from inference import ESTIMATORS, SCHEDULES, CheckpointError, NonFiniteError, evaluate, fit, make_schedule
+from inference.checkpoint import WriteError, write_failed, write_text
 from inference.compiled import COMPILERS, NotStaticError
 from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError, load_dataset
 from pyro_vae.guides import GUIDES
@@ -30,11 +30,11 @@ from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.nets import DECODERS, ENCODERS
 from pyro_vae.plots import all_figures, samples
 from pyro_vae.priors import PRIORS
-from pyro_vae.run import RunConfig, RunError, load_model, read_config, save_model, write_config
+from pyro_vae.run import RunConfig, RunError, load_model, read_config, read_json, read_metrics, save_model, write_config
 from pyro_vae.vae import VAE
 
 USER_ERRORS = (DatasetNotFoundError, CheckpointError, RunError, FileNotFoundError, ValueError, NonFiniteError,
-               NotStaticError)
+               NotStaticError, WriteError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -154,12 +154,19 @@ def _summary(vae, test, config: RunConfig, num_samples: int, device, progress: b
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n",
+               remedy=f"pyro-vae evaluate {run_dir} computes the scores again and writes it")
+
+
+def _save_figure(figure, path: Path, remedy: str) -> None:
+    try:
+        figure.savefig(path, dpi=100)
+    except (OSError, RuntimeError) as error:
+        raise write_failed(path, error, remedy) from error
 
 
 def _figures(run_dir: Path, vae, config: RunConfig, test, device) -> list[Path]:
-    metrics_path = run_dir / "metrics.csv"
-    metrics = list(csv.DictReader(metrics_path.open())) if metrics_path.exists() else None
+    metrics = read_metrics(run_dir)
     index = torch.arange(min(len(test), 2000))
     x = test.batch(index).to(device)
     folder = run_dir / "figures"
@@ -167,7 +174,7 @@ def _figures(run_dir: Path, vae, config: RunConfig, test, device) -> list[Path]:
     paths = []
     for name, figure in all_figures(vae, x, test.labels[index], metrics).items():
         path = folder / f"{name}.png"
-        figure.savefig(path, dpi=100)
+        _save_figure(figure, path, remedy=f"pyro-vae plot {run_dir} draws the figures again")
         paths.append(path)
     return paths
 
@@ -223,7 +230,12 @@ def _print_summary(summary: dict) -> None:
 def evaluate_run(args) -> int:
     device = _device(args.device)
     config, vae = load_model(args.run, device)
-    old = json.loads((args.run / "summary.json").read_text()) if (args.run / "summary.json").exists() else {}
+    old = {}
+    if (args.run / "summary.json").exists():
+        try:
+            old = read_json(args.run / "summary.json")
+        except RunError as error:  # evaluate writes it anew: a damaged one only loses its training figures
+            print(f"pyro-vae: note: {error}; writing a new one", file=sys.stderr)
     num_samples = args.eval_samples or old.get("eval_samples", 1000)
     _, _, test = config.load_data()
     summary = {**{k: old[k] for k in ("train_seconds", "epochs", "steps") if k in old}, "eval_samples": num_samples,
@@ -240,7 +252,7 @@ def sample_run(args) -> int:
         torch.manual_seed(args.seed)
     path = args.run / "figures" / "samples.png"
     path.parent.mkdir(exist_ok=True)
-    samples(vae, args.n).savefig(path, dpi=100)
+    _save_figure(samples(vae, args.n), path, remedy=f"pyro-vae sample {args.run}")
     print(f"wrote {path}")
     return 0
 
@@ -305,7 +317,7 @@ def diagnose_run(args) -> int:
         report["nuts"].append({"datum": i, "rhat": reference.rhat, "ess": reference.ess, "kl_q_posterior": kl,
                                "nuts_mean": reference.mean.tolist(),
                                "guide_mean": draws.reshape(len(draws), -1).mean(0).tolist()})
-    (args.run / "diagnostics.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(args.run / "diagnostics.json", json.dumps(report, indent=2) + "\n", remedy=f"pyro-vae diagnose {args.run}")
 
     print(f"PSIS k-hat over {len(x)} test images: {100 * psis.share_above_05:.1f}% above 0.5, "
           f"{100 * psis.share_above_07:.1f}% above 0.7")

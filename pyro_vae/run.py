@@ -7,14 +7,17 @@ trained weights, weights-only), ``summary.json`` and ``figures/``.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from inference import load_checkpoint, save_checkpoint
+from inference import CheckpointError, load_checkpoint, save_checkpoint
+from inference.checkpoint import write_text
 from pyro_vae.data import ImageData, load_dataset
 from pyro_vae.likelihoods import REPRESENTATION_FOR
 from pyro_vae.vae import VAE
@@ -80,20 +83,102 @@ class RunConfig:
         return cls(**values)
 
 
+def _intact(run_dir: Path, damaged: Path) -> list[str]:
+    """The other files of a run folder that still read."""
+    readers = {"run.json": lambda p: json.loads(p.read_text()), "summary.json": lambda p: json.loads(p.read_text()),
+               "metrics.csv": _parse_metrics, "model.pt": load_checkpoint, "checkpoint.pt": load_checkpoint}
+    intact = []
+    for name, read in readers.items():
+        path = run_dir / name
+        if path != damaged and path.is_file():
+            try:
+                read(path)
+                intact.append(name)
+            except (ValueError, KeyError, CheckpointError, OSError, UnicodeDecodeError):
+                pass
+    return intact
+
+
+REPAIRS = {
+    "run.json": "model.pt holds a copy of the configuration: pyro_vae.run.restore_config(RUN) rewrites run.json from it",
+    "summary.json": "pyro-vae evaluate RUN computes it again",
+    "metrics.csv": "the training curves cannot be redrawn; the model and its scores do not depend on it",
+}
+
+
+def damaged(path: Path, error: Exception) -> RunError:
+    """A :class:`RunError` for a file of a run folder that does not read: which file, what is intact, what to do."""
+    run_dir = path.parent
+    intact = _intact(run_dir, path)
+    repair = REPAIRS.get(path.name, "train the run again").replace("RUN", str(run_dir))
+    if path.name == "run.json" and "model.pt" not in intact:
+        repair = f"train the run again (pyro-vae train --out {run_dir})"
+    return RunError(
+        f"{path} is damaged ({type(error).__name__}: {error}): the run folder {run_dir} was corrupted; "
+        f"still intact: {', '.join(intact) or 'nothing'}; {repair}"
+    )
+
+
+def read_json(path: Path) -> dict:
+    """A run folder's JSON file; a damaged one is a :class:`RunError` naming it (see :func:`damaged`)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise damaged(Path(path), error) from None
+    if not isinstance(data, dict):
+        raise damaged(Path(path), ValueError(f"expected a JSON object, found a {type(data).__name__}"))
+    return data
+
+
+def _parse_metrics(path: Path) -> list[dict]:
+    with Path(path).open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, row in enumerate(rows, start=2):
+        if None in row or any(v is None or v == "" for v in row.values()):
+            raise ValueError(f"line {i} has {len(row) - (None in row)} fields where the header names {len(rows[0])}")
+        for key, value in row.items():
+            if not math.isfinite(float(value)) and key not in ("train_loss", "val_elbo", "val_reconstruction", "val_kl"):
+                raise ValueError(f"line {i}: {key} = {value}")
+    return rows
+
+
+def read_metrics(run_dir: Path) -> list[dict] | None:
+    """The per-epoch metrics of a run (``metrics.csv``), ``None`` if it has none; damaged: a :class:`RunError`."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return None
+    try:
+        return _parse_metrics(path)
+    except (ValueError, UnicodeDecodeError, csv.Error) as error:
+        raise damaged(path, error) from None
+
+
 def read_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "run.json"
     if not path.is_file():
         raise RunError(f"no run in {run_dir} (run.json is missing); train one with: pyro-vae train --out {run_dir}")
-    return RunConfig.from_json(json.loads(path.read_text()), path)
+    return RunConfig.from_json(read_json(path), path)
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    write_text(Path(run_dir) / "run.json", json.dumps(config.to_json(), indent=2) + "\n")
+
+
+def restore_config(run_dir: Path) -> RunConfig:
+    """Rewrite a damaged ``run.json`` from the copy of the configuration inside ``model.pt``."""
+    run_dir = Path(run_dir)
+    try:
+        saved = load_checkpoint(run_dir / "model.pt")["run"]
+    except (CheckpointError, OSError, KeyError) as error:
+        raise RunError(f"cannot restore {run_dir / 'run.json'}: model.pt does not read ({error})") from None
+    config = RunConfig.from_json(saved, run_dir / "model.pt")
+    write_config(run_dir, config)
+    return config
 
 
 def save_model(run_dir: Path, vae: VAE, config: RunConfig) -> None:
-    save_checkpoint(Path(run_dir) / "model.pt", {"run": config.to_json(), "state_dict": vae.state_dict()})
+    save_checkpoint(Path(run_dir) / "model.pt", {"run": config.to_json(), "state_dict": vae.state_dict()},
+                    remedy=f"pyro-vae train --out {run_dir} --resume finishes the run and writes model.pt")
 
 
 def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[RunConfig, VAE]:

@@ -24,7 +24,7 @@ def test_nan_pixels():
     vae = VAE((1, 4, 4), z_dim=2, likelihood="gaussian", hidden=(8,))
     x = torch.rand(3, 1, 4, 4)
     x[1, 0, 2, 2] = float("nan")
-    with pytest.raises(ValueError, match="1 non-finite values"):
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\) in 1 of its 3 rows, \[1\]"):
         _loss(vae, x)
 
 
@@ -107,3 +107,21 @@ def test_a_loss_without_parameters_is_refused_by_fit(estimator):
     pyro.clear_param_store()
     with pytest.raises(ValueError, match="the loss depends on no parameter"):
         fit(model, guide, torch.randn(16), estimator=estimator, num_particles=2, batch_size=8, epochs=1, progress=False)
+
+
+def test_a_grey_image_at_the_end_of_a_binary_data_set_is_refused_before_the_first_step():
+    vae = VAE((1, 4, 4), z_dim=2, hidden=(8,))
+    x = torch.bernoulli(torch.full((3000, 1, 4, 4), 0.4))
+    x[2999, 0, 1, 2] = 0.5
+    before = [p.detach().clone() for p in vae.parameters()]
+    with pytest.raises(ValueError, match=r"the training set is refused before training: .*binary pixels.*rows \[2999\]"):
+        fit(vae.model, vae.guide, x, batch_size=100, epochs=1, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, vae.parameters()))  # no step was taken
+
+
+def test_non_finite_rows_of_a_validation_set_are_named():
+    vae = VAE((1, 4, 4), z_dim=2, likelihood="gaussian", hidden=(8,))
+    validation = torch.rand(50, 1, 4, 4)
+    validation[[7, 31], 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"the validation set is refused .* in 2 of its 50 rows, \[7, 31\]; clean"):
+        fit(vae.model, vae.guide, torch.rand(20, 1, 4, 4), validation=validation, epochs=1, progress=False)

@@ -45,6 +45,20 @@ def test_evaluate_reproduces_the_summary(run, capsys):
     assert "test log p(x)" in capsys.readouterr().out
 
 
+def test_compiled_training_and_evaluation_match_the_eager_scores(run, tmp_path):
+    """--compile graph draws as eager code does: the same training, step for step; --compile on evaluate too."""
+    folder = tmp_path / "compiled"
+    assert main(["train", *TINY, "--compile", "graph", "--out", str(folder)]) == 0
+    eager, compiled = ((f / "metrics.csv").read_text().splitlines() for f in (run, folder))
+    drop_times = lambda line: [v for i, v in enumerate(line.split(",")) if i not in (5, 6)]  # noqa: E731
+    assert eager[0].split(",")[5:7] == ["seconds", "train_seconds"]
+    assert [drop_times(line) for line in compiled] == [drop_times(line) for line in eager]
+    compiled = json.loads((folder / "summary.json").read_text())
+    assert main(["evaluate", str(folder), "--compile", "graph"]) == 0
+    again = json.loads((folder / "summary.json").read_text())
+    assert abs(again["log_px"] - compiled["log_px"]) < min(1.0, compiled["log_px_se"])
+
+
 def test_sample_and_plot(run, capsys):
     (run / "figures" / "samples.png").unlink()
     assert main(["sample", str(run), "-n", "16", "--seed", "3"]) == 0
@@ -142,3 +156,56 @@ def test_diagnose_writes_its_report(run, capsys):
 
     assert az.from_netcdf(run / "posterior.nc").posterior["z"].shape == (1, 50, 3, 2)
     assert "PSIS k-hat over 40 test images" in capsys.readouterr().out
+
+
+def _copy(run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_a_damaged_run_json_is_named_with_what_is_intact_and_restored(run, tmp_path, capsys):
+    from pyro_vae.run import restore_config
+
+    copy = _copy(run, tmp_path)
+    (copy / "run.json").write_text('{"format": "pyro-vae-run/1", z_dim: 2')  # truncated, not JSON
+    err = _error(["plot", str(copy)], capsys)
+    assert f"{copy / 'run.json'} is damaged" in err and "was corrupted" in err
+    assert "still intact: summary.json, metrics.csv, model.pt, checkpoint.pt" in err and "restore_config" in err
+    restore_config(copy)  # from the copy of the configuration inside model.pt
+    assert main(["plot", str(copy)]) == 0
+
+
+def test_damaged_summary_and_metrics_are_named(run, tmp_path, capsys):
+    copy = _copy(run, tmp_path)
+    text = (run / "metrics.csv").read_text()
+    (copy / "metrics.csv").write_text(text[: len(text) - len(text.splitlines()[-1]) // 2])  # the last row cut in half
+    err = _error(["plot", str(copy)], capsys)
+    assert f"{copy / 'metrics.csv'} is damaged" in err and "model.pt" in err and "do not depend on it" in err
+    (copy / "summary.json").write_text("{\"elbo\": ")
+    assert main(["evaluate", str(copy), "--eval-samples", "50"]) == 0  # a damaged old summary is only noted
+    captured = capsys.readouterr()
+    assert f"{copy / 'summary.json'} is damaged" in captured.err and "writing a new one" in captured.err
+    assert json.loads((copy / "summary.json").read_text())["num_samples"] == 50
+
+
+def test_a_full_disk_while_writing_the_summary_says_so(run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import inference.checkpoint
+
+    copy = _copy(run, tmp_path)
+    before = (copy / "summary.json").read_text()
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(inference.checkpoint.os, "replace", full)
+    assert main(["evaluate", str(copy)]) == 1
+    err = capsys.readouterr().err  # after evaluate's progress bar
+    assert f"\rpyro-vae: error: could not write {copy / 'summary.json'}: the disk is full" in err and "Traceback" not in err
+    assert "the previous summary.json is intact" in err and f"pyro-vae evaluate {copy}" in err
+    assert (copy / "summary.json").read_text() == before
+    assert not list(copy.glob("*.tmp"))

@@ -1,14 +1,8 @@
 """Compiled steps: the captured loss and gradients equal eager Pyro's draw for draw, the compiled
 gradient is unbiased under inductor's own RNG, schedules stay live, non-static models are refused,
-and compiled training reaches the closed-form optimum and resumes after SIGKILL."""
+and compiled training reaches the closed-form optimum (resumption after SIGKILL: test_checkpoint.py)."""
 
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 
 import pyro
 import pyro.distributions as dist
@@ -16,15 +10,14 @@ import pytest
 import torch
 import torch._inductor.config
 
-from inference import LinearWarmup, evaluate, fit, load_checkpoint, make_elbo, with_free_bits
+from inference import LinearWarmup, evaluate, fit, make_elbo, with_free_bits
 from inference.compiled import Captured, NotStaticError
 from inference.estimators import backward
 from inference.graph_loss import graph_loss
 from inference.scaling import beta_scale
 from pyro_vae import PPCA, VAE
 from test_compare import _exact_elbo, _flat_grads, _off_posterior_ppca
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import toy  # tests/toy.py: a hand-written model and guide
 
 
 def _eager_and_captured(model, guide, params, elbo, x, *, scales=(), compiler="graph", mode=None, **kwargs):
@@ -206,24 +199,11 @@ def test_schedules_and_free_bits_change_a_compiled_run_as_an_eager_one(options):
 
 def test_the_last_partial_batch_is_captured_once_more():
     x = torch.linspace(-1, 1, 10)
-    pyro.param("loc", torch.tensor(0.0))
     loss = graph_loss(make_elbo("trace"))
-    step = Captured(lambda x: loss(_toy_model, _toy_guide, x), gradients=True, compiler="graph")
+    step = Captured(lambda x: loss(toy.model, toy.guide, x), gradients=True, compiler="graph")
     step(x[:4]), step(x[4:8]), step(x[8:])
     assert step.num_graphs == 2
     assert step(x[:2])[0].shape == () and step.num_graphs == 2  # the cached graph of batch size 2
-
-
-def _toy_model(x):
-    loc = pyro.param("loc", torch.tensor(0.0))
-    with pyro.plate("data", len(x)):
-        z = pyro.sample("z", dist.Normal(loc, 1.0))
-        pyro.sample("x", dist.Normal(z, 1.0), obs=x)
-
-
-def _toy_guide(x):
-    with pyro.plate("data", len(x)):
-        pyro.sample("z", dist.Normal(x / 2, 0.7))
 
 
 def test_data_dependent_control_flow_is_refused():
@@ -236,7 +216,7 @@ def test_data_dependent_control_flow_is_refused():
             pyro.sample("x", dist.Normal(z, 1.0), obs=x)
 
     with pytest.raises(NotStaticError, match=r"reads a tensor's value .*drop compile=True"):
-        fit(model, _toy_guide, torch.randn(20), batch_size=10, epochs=1, compile="graph", progress=False)
+        fit(model, toy.guide, torch.randn(20), batch_size=10, epochs=1, compile="graph", progress=False)
 
 
 def test_a_model_whose_sites_change_between_steps_is_stopped():
@@ -252,14 +232,14 @@ def test_a_model_whose_sites_change_between_steps_is_stopped():
             pyro.sample("x", dist.Normal(z, 1.0), obs=x)
 
     with pytest.raises(NotStaticError, match=r"structure changed .*'extra'.*drop compile=True"):
-        fit(model, _toy_guide, torch.randn(2010), batch_size=10, epochs=1, compile="graph", progress=False)
+        fit(model, toy.guide, torch.randn(2010), batch_size=10, epochs=1, compile="graph", progress=False)
 
 
 def test_estimators_without_a_value_free_loss_are_refused_before_training():
     with pytest.raises(ValueError, match="compiled steps take the estimators 'trace', 'mean_field'"):
-        fit(_toy_model, _toy_guide, torch.randn(20), estimator="graph", compile=True, progress=False)
+        fit(toy.model, toy.guide, torch.randn(20), estimator="graph", compile=True, progress=False)
     with pytest.raises(ValueError, match="unknown compiler 'jit'; valid choices: 'inductor', 'aot_eager', 'graph'"):
-        fit(_toy_model, _toy_guide, torch.randn(20), compile="jit", progress=False)
+        fit(toy.model, toy.guide, torch.randn(20), compile="jit", progress=False)
 
 
 def test_compiled_ppca_reaches_the_closed_form_maximum_likelihood():
@@ -294,49 +274,6 @@ def test_compiled_evaluation_equals_eager_with_the_same_draws_and_the_exact_marg
     scored = evaluate(exact_guide.model, exact_guide.guide, x, num_samples=10, ks=(1, 10), progress=False,
                       compile="aot_eager")
     assert scored.log_px == pytest.approx(ppca.log_marginal(x).mean().item(), abs=1e-6)
-
-
-SCRIPT = textwrap.dedent(
-    """
-    import sys, torch, pyro
-    torch.set_num_threads(1)
-    sys.path.insert(0, {repo!r})
-    from inference import fit
-    from pyro_vae import PPCA
-    ppca = PPCA.random(x_dim=8, z_dim=2, sigma=0.5, seed=0)
-    x = ppca.sample(2000, seed=1).float()
-    torch.manual_seed(int(sys.argv[2]))
-    vae = PPCA(torch.randn(8, 2), torch.zeros(8), 1.0).vae(exact_guide=False).float()
-    fit(vae.model, vae.guide, x, batch_size=8, epochs=2, checkpoint_every=50, run_dir=sys.argv[1],
-        resume=sys.argv[3] == "resume", progress=False, compile=True)
-    torch.save(vae.state_dict(), sys.argv[1] + "/final.pt")
-    """
-)
-
-
-def test_compiled_training_survives_sigkill_and_resumes_bitwise(tmp_path):
-    """fit's docstring promises that a resumed compiled run equals the uninterrupted one bit for bit."""
-    script = tmp_path / "train.py"
-    script.write_text(SCRIPT.format(repo=REPO))
-    run = lambda folder, seed, mode: [sys.executable, str(script), str(folder), str(seed), mode]  # noqa: E731
-    subprocess.run(run(tmp_path / "straight", 0, "new"), check=True, timeout=600)
-
-    victim = subprocess.Popen(run(tmp_path / "killed", 0, "new"))
-    checkpoint = tmp_path / "killed" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while time.time() < deadline and not (checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= 100):
-        time.sleep(0.02)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
-    state = load_checkpoint(checkpoint)
-    assert state["step"] % 50 == 0 and state["epoch"] == 0, "killed mid-epoch, at a step checkpoint"
-    assert not (tmp_path / "killed" / "final.pt").exists()
-
-    subprocess.run(run(tmp_path / "killed", 5, "resume"), check=True, timeout=600)
-    straight = torch.load(tmp_path / "straight" / "final.pt", weights_only=True)
-    resumed = torch.load(tmp_path / "killed" / "final.pt", weights_only=True)
-    for key in straight:
-        assert torch.equal(straight[key], resumed[key]), key
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),

@@ -10,6 +10,7 @@ from inference.estimators import ESTIMATORS, make_elbo
 from inference.evaluate import Evaluation, evaluate, kl_per_dimension, mutual_information
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
+from inference.lr_schedules import LR_SCHEDULES, Cosine, Exponential, Staged, Step
 from inference.options import choose
 from inference.scaling import (
     SCHEDULES,
@@ -32,6 +33,11 @@ __all__ = [
     "NotStaticError",
     "RenyiBound",
     "graph_loss",
+    "LR_SCHEDULES",
+    "Cosine",
+    "Exponential",
+    "Staged",
+    "Step",
     "CheckpointError",
     "WriteError",
     "Evaluation",

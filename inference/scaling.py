@@ -110,24 +110,25 @@ def make_schedule(name: ScheduleName, **kwargs) -> Schedule:
     return choose(SCHEDULES, name, what="beta schedule")(**kwargs)
 
 
-def schedule_name(schedule: Schedule) -> str:
+def schedule_name(schedule: Schedule, registry: Mapping[str, type] = SCHEDULES) -> str:
     """The registry name of a built-in schedule (for saving it in a config)."""
-    for name, cls in SCHEDULES.items():
+    for name, cls in registry.items():
         if type(schedule) is cls:
             return name
-    raise ValueError(f"{schedule!r} is not one of the built-in schedules {list(SCHEDULES)}")
+    raise ValueError(f"{schedule!r} is not one of the built-in schedules {list(registry)}")
 
 
-def schedule_to_dict(schedule: Factor) -> dict:
-    """A plain dict (weights-only checkpoint friendly) that :func:`schedule_from_dict` rebuilds."""
+def schedule_to_dict(schedule: Factor, registry: Mapping[str, type] = SCHEDULES) -> dict:
+    """A plain dict (weights-only checkpoint friendly) that :func:`schedule_from_dict` rebuilds;
+    a number is a :class:`Constant` beta schedule."""
     if not callable(schedule):
         schedule = Constant(float(schedule))
-    return {"name": schedule_name(schedule), **dataclasses.asdict(schedule)}
+    return {"name": schedule_name(schedule, registry), **dataclasses.asdict(schedule)}
 
 
-def schedule_from_dict(data: Mapping) -> Schedule:
+def schedule_from_dict(data: Mapping, registry: Mapping[str, type] = SCHEDULES, what: str = "beta schedule") -> Schedule:
     data = dict(data)
-    return make_schedule(data.pop("name"), **data)
+    return choose(registry, data.pop("name"), what=what)(**data)
 
 
 class ScaleSites(Messenger):

@@ -40,19 +40,21 @@ from inference.estimators import NO_GRADIENT, EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
 from inference.options import choose
+from inference.lr_schedules import LR_SCHEDULES
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
 from inference.weights import iter_log_weights
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
 METRICS_NAME = "metrics.csv"
 
 
 FUSED_ADAM_DEVICES = {"cpu", "cuda"}  # where torch >= 2.4 has a fused Adam kernel
 
 
-def fused_adam(params, lr: float) -> torch.optim.Adam:
+def fused_adam(params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
     """``torch.optim.Adam``, fused into one kernel per step where torch has one for
     the parameters (real floating-point tensors on CPU or CUDA): the same update
     rule at about a third of the default implementation's cost per step on CPU
@@ -64,7 +66,7 @@ def fused_adam(params, lr: float) -> torch.optim.Adam:
     """
     params = list(params)
     fusable = all(p.is_floating_point() and p.device.type in FUSED_ADAM_DEVICES for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=fusable or None)
+    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=fusable or None)
 
 
 OPTIMIZERS = {"adam": fused_adam, "clipped_adam": ClippedAdam}
@@ -79,6 +81,14 @@ class FitConfig:
     :ivar beta: the KL weight as a schedule dict (see :func:`inference.scaling.schedule_to_dict`).
     :ivar free_bits: a floor in nats on the batch-averaged KL of each latent dimension, or ``None``.
     :ivar lr_decay: the learning rate is multiplied by this after every epoch.
+    :ivar lr_schedule: or a schedule of the epoch from :mod:`inference.lr_schedules`, as a dict
+        (e.g. ``Staged()``, Burda et al.'s), whose factor multiplies ``lr``.
+    :ivar betas, eps: Adam's.
+    :ivar validation_samples: K of the validation bound: with K > 1 the metrics
+        gain ``val_iwae``, the K-sample bound, and early stopping watches it.
+    :ivar patience: stop when the validation bound has not improved for this
+        many epochs (``None``: never), and end with the best parameters, saved
+        as ``best.pt`` in the run folder; resuming keeps the count.
     :ivar clip_norm: clip the gradient's global norm to this, or ``None``.
     :ivar max_steps: stop after this many optimizer steps in all.
     :ivar max_seconds: stop after this many seconds of training steps in all
@@ -97,6 +107,9 @@ class FitConfig:
     optimizer: Literal["adam", "clipped_adam"] = "adam"
     lr: float = 1e-3
     lr_decay: float = 1.0
+    lr_schedule: dict | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
     clip_norm: float | None = None
     epochs: int = 10
     max_steps: int | None = None
@@ -105,25 +118,41 @@ class FitConfig:
     seed: int = 0
     checkpoint_every: int | None = 500
     compile: bool | CompilerName = False
+    validation_samples: int = 1
+    patience: int | None = None
 
     def __post_init__(self):
         choose(OPTIMIZERS, self.optimizer, what="optimizer")
         compiler_name(self.compile)  # validate early
+        for name in ("num_particles", "epochs", "batch_size", "validation_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr_schedule is not None:
+            schedule_from_dict(self.lr_schedule, LR_SCHEDULES, what="lr schedule")
+            if self.lr_decay != 1.0:
+                raise ValueError("lr_decay and lr_schedule both set: give one (lr_schedule=Exponential(gamma) is lr_decay)")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 epochs, got {self.patience}")
 
     @property
     def compiler(self) -> CompilerName | None:
         """The compiler's name, or ``None`` for eager steps."""
         return compiler_name(self.compile)
-        for name in ("num_particles", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def lr_factor(self, epoch: int) -> float:
+        """The factor of ``lr`` in ``epoch`` (counted from 0)."""
+        if self.lr_schedule is None:
+            return self.lr_decay**epoch
+        return schedule_from_dict(self.lr_schedule, LR_SCHEDULES, what="lr schedule")(epoch)
 
     @classmethod
     def from_dict(cls, data: dict) -> FitConfig:
         data = dict(data)
         data["latent_sites"] = tuple(data["latent_sites"])
+        if "betas" in data:
+            data["betas"] = tuple(data["betas"])
         return cls(**data)
 
 
@@ -131,7 +160,8 @@ class FitConfig:
 class FitResult:
     """What a run produced: its config, one metrics dict per epoch, where it was
     saved, and ``train_seconds``: the time spent in training steps (all sessions of a resumed run),
-    of which ``compile_seconds`` (this session) went into capturing and compiling compiled steps."""
+    of which ``compile_seconds`` (this session) went into capturing and compiling compiled steps;
+    with early stopping, ``best_epoch`` (whose parameters the model ends with) and ``stopped_early``."""
 
     config: FitConfig
     metrics: list[dict]
@@ -141,6 +171,8 @@ class FitResult:
     run_dir: Path | None
     train_seconds: float = 0.0
     compile_seconds: float = 0.0
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
     @property
     def final_loss(self) -> float:
@@ -218,13 +250,18 @@ def _diagnose(model, guide, x, kwargs, params) -> str:
     return "; ".join(found) or "no single site (the loss overflowed)"
 
 
-def _validation_metrics(model, guide, data, batch_size, device) -> dict:
-    """Per-datum ELBO, reconstruction and KL on a data set (one sample of z per datum)."""
-    sums = torch.zeros(3, dtype=torch.float64)
-    for _, w in iter_log_weights(model, guide, data, num_samples=1, budget=batch_size, device=device):
-        sums += torch.stack([w.log_w.sum(), w.log_lik.sum(), (w.log_q - w.log_prior).sum()]).cpu()
-    elbo, rec, kl = (sums / len(data)).tolist()
-    return {"val_elbo": elbo, "val_reconstruction": rec, "val_kl": kl}
+def _validation_metrics(model, guide, data, batch_size, device, num_samples: int = 1) -> dict:
+    """Per-datum ELBO, reconstruction and KL on a data set, and with ``num_samples`` K > 1
+    the K-sample bound ``val_iwae`` (from the same K samples of z per datum)."""
+    sums = torch.zeros(4, dtype=torch.float64)
+    budget = batch_size * num_samples
+    for _, w in iter_log_weights(model, guide, data, num_samples=num_samples, budget=budget, device=device):
+        iwae = torch.logsumexp(w.log_w, 0) - math.log(num_samples)
+        terms = [w.log_w.mean(0), w.log_lik.mean(0), (w.log_q - w.log_prior).mean(0), iwae]
+        sums += torch.stack([t.sum() for t in terms]).cpu()
+    elbo, rec, kl, iwae = (sums / len(data)).tolist()
+    row = {"val_elbo": elbo, "val_reconstruction": rec, "val_kl": kl}
+    return row | {"val_iwae": iwae} if num_samples > 1 else row
 
 
 def fit(
@@ -239,6 +276,7 @@ def fit(
     progress: bool = True,
     device: str | torch.device | None = None,
     beta: Factor = 1.0,
+    lr_schedule=None,
     **settings,
 ) -> FitResult:
     """Fit ``guide`` to ``model`` by minibatch SVI.
@@ -265,6 +303,9 @@ def fit(
     :param resume: continue the run saved in ``run_dir``; its settings must match.
     :param callbacks: called with each epoch's metrics dict.
     :param beta: the KL weight: a number or a schedule of the step (see :mod:`inference.scaling`).
+    :param lr_schedule: a schedule of the epoch from :mod:`inference.lr_schedules` (e.g.
+        ``Staged()``, ``Cosine(epochs=100)``): its factor multiplies ``lr``.
+        Early stopping (``patience``) needs ``validation``.
     :param settings: the fields of :class:`FitConfig` (``estimator``, ``lr``, ``epochs``, ``compile``, ...).
 
     Compiled steps (``compile=True``; see :mod:`inference.compiled`): the
@@ -298,7 +339,11 @@ def fit(
     >>> round(pyro.param("loc").item())  # the maximum-likelihood mean, 3
     3
     """
-    config = FitConfig(beta=schedule_to_dict(beta), **settings)
+    if lr_schedule is not None and not isinstance(lr_schedule, dict):
+        lr_schedule = schedule_to_dict(lr_schedule, LR_SCHEDULES)
+    config = FitConfig(beta=schedule_to_dict(beta), lr_schedule=lr_schedule, **settings)
+    if config.patience is not None and validation is None:
+        raise ValueError("early stopping (patience) watches the validation bound: pass validation=...")
     data = as_dataset(data)
     validation = as_dataset(validation) if validation is not None else None
     n = len(data)
@@ -350,15 +395,22 @@ def fit(
         )
     del probe
     make_optimizer = choose(OPTIMIZERS, config.optimizer, what="optimizer")
-    optimizer = make_optimizer(list(params.values()), lr=config.lr)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config.lr_decay)
+    optimizer = make_optimizer(list(params.values()), lr=config.lr, betas=config.betas, eps=config.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor)
+    watched = "val_iwae" if config.validation_samples > 1 else "val_elbo"
+    best = {"value": -math.inf, "epoch": None, "waited": 0, "stopped": False}
+    best_params = None
     shuffle = torch.Generator().manual_seed(config.seed)
 
     step, epoch, position, order, metrics, trained = 0, 0, 0, None, [], 0.0
     if saved is not None:
         _restore_params(params, saved["params"], checkpoint_path)
         optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        scheduler.load_state_dict({"lr_lambdas": [None], **saved["scheduler"]})  # older runs saved ExponentialLR's
+        best = dict(saved.get("best", best))
+        best_path = run_dir / BEST_NAME
+        if best["epoch"] is not None and best_path.exists():
+            best_params = load_checkpoint(best_path)["params"]
         shuffle.set_state(saved["shuffle"])
         load_data_state(data, saved["data_state"])
         set_rng_state(saved["rng"])
@@ -388,6 +440,7 @@ def fit(
                 "order": order if order is not None else torch.empty(0, dtype=torch.long),
                 "metrics": metrics,
                 "train_seconds": trained,
+                "best": best,
             },
         )
 
@@ -402,7 +455,7 @@ def fit(
 
     try:
         with pyro.validation_enabled(False):
-            while epoch < config.epochs and budget_left():
+            while epoch < config.epochs and budget_left() and not best["stopped"]:
                 epoch_start = time.perf_counter()
                 if order is None:
                     order = torch.randperm(n, generator=shuffle)
@@ -476,7 +529,11 @@ def fit(
                     "train_seconds": trained,
                 }
                 if validation is not None:
-                    row.update(_validation_metrics(model, guide, validation, config.batch_size, device))
+                    row.update(_validation_metrics(model, guide, validation, config.batch_size, device,
+                                                   config.validation_samples))
+                    if config.patience is not None:
+                        best_params = _watch(best, row[watched], epoch, params, best_params, config.patience,
+                                             run_dir)
                 metrics.append(row)
                 scheduler.step()
                 epoch, position, order = epoch + 1, 0, None
@@ -487,8 +544,27 @@ def fit(
                     callback(row)
     finally:
         bar.close()
+    if best_params is not None and (best["stopped"] or epoch >= config.epochs):  # end with the best parameters
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(best_params[name])
     compile_seconds = step_loss.compile_seconds if step_loss is not None else 0.0
-    return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained, compile_seconds)
+    return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained, compile_seconds,
+                     best_epoch=best["epoch"], stopped_early=best["stopped"])
+
+
+def _watch(best: dict, value: float, epoch: int, params: dict, best_params, patience: int, run_dir) -> dict | None:
+    """Early stopping's bookkeeping after an epoch: keep the best parameters (in memory and in
+    ``best.pt``), count the epochs without improvement, and mark the run stopped at ``patience``."""
+    if value > best["value"]:
+        best.update(value=value, epoch=epoch + 1, waited=0)
+        best_params = {name: p.detach().cpu().clone() for name, p in params.items()}
+        if run_dir is not None:
+            save_checkpoint(run_dir / BEST_NAME, {"params": best_params, "epoch": epoch + 1, "value": value})
+    else:
+        best["waited"] += 1
+        best["stopped"] = best["waited"] >= patience
+    return best_params
 
 
 def _check_same_run(saved: FitConfig, requested: FitConfig, path: Path) -> None:

@@ -83,3 +83,16 @@ def test_a_k_sample_validation_bound_is_reported_and_watched():
     assert row["val_elbo"] < row["val_iwae"]  # the 50-sample bound is tighter than the ELBO
     with pytest.raises(ValueError, match="early stopping .* pass validation="):
         fit(toy.model, toy.guide, torch.randn(16), patience=2, progress=False)
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"epochs": 0}, "epochs must be >= 1"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"validation_samples": 0}, "validation_samples must be >= 1"),
+    ({"patience": 0}, "patience must be >= 1"),
+    ({"lr_decay": 0.5, "lr_schedule": Step(every=2)}, "lr_decay and lr_schedule both set"),
+])
+def test_bad_settings_are_refused_before_training(settings, message):
+    with pytest.raises(ValueError, match=message):
+        fit(toy.model, toy.guide, torch.randn(16), progress=False, **settings)

@@ -29,9 +29,9 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $out/NAM
 }
 step gpu 30 python3 -c "import torch, pyro; print(torch.cuda.get_device_name(), 'torch', torch.__version__,
     'cuda', torch.version.cuda, 'pyro', pyro.__version__)"
-step cuda_tests 150 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_compiled.py
+step cuda_tests 140 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_compiled.py
 loops=torch_compiled,pyro_bare,fit,fit_compiled
-step throughput_128 150 python3 benchmarks/svi_throughput.py --device cuda --steps 300 --rounds 3 --only $loops
+step throughput_128 140 python3 benchmarks/svi_throughput.py --device cuda --steps 300 --rounds 3 --only $loops
 step throughput_512 75 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --batch-size 512 --only $loops
 step throughput_iwae5 75 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --particles 5 --only $loops
 exit $status

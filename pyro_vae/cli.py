@@ -24,6 +24,7 @@ import torch
 from inference import ESTIMATORS, SCHEDULES, CheckpointError, NonFiniteError, evaluate, fit, make_schedule
 from inference.checkpoint import WriteError, write_failed, write_text
 from inference.compiled import COMPILERS, NotStaticError
+from inference.lr_schedules import Cosine, Staged
 from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError, load_dataset
 from pyro_vae.guides import GUIDES
 from pyro_vae.likelihoods import LIKELIHOODS
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     fitting.add_argument("--epochs", type=int, default=20)
     fitting.add_argument("--batch-size", type=int, default=128)
     fitting.add_argument("--lr", type=float, default=1e-3)
+    fitting.add_argument("--lr-schedule", choices=list(LR_SCHEDULE_CHOICES), default="constant",
+                         help="staged: Burda et al. 2016 (3^i epochs at lr x 10^(-i/7)); cosine: to 0 over --epochs")
+    fitting.add_argument("--adam-eps", type=float, default=1e-8, help="Adam's eps (Burda et al.: 1e-4)")
+    fitting.add_argument("--validation-samples", type=int, default=1, help="K of the validation bound (val_iwae)")
+    fitting.add_argument("--patience", type=int, default=None,
+                         help="stop when the validation bound has not improved for this many epochs; keep the best model")
     fitting.add_argument("--seed", type=int, default=0)
     fitting.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     _compile_option(fitting)
@@ -129,6 +136,10 @@ def _compile_option(group, what: str = "the training step and the evaluation pas
     group.add_argument("--compile", nargs="?", const="inductor", default=False, choices=list(COMPILERS),
                        help=f"capture {what} as a graph and compile it (default compiler: inductor); "
                             f"static models only, see inference.compiled")
+
+
+LR_SCHEDULE_CHOICES = {"constant": lambda args: None, "staged": lambda args: Staged(),
+                       "cosine": lambda args: Cosine(epochs=args.epochs)}
 
 
 def _beta(args):
@@ -207,7 +218,9 @@ def train(args) -> int:
     result = fit(vae.model, vae.guide, train_data, validation=validation, run_dir=run_dir, resume=args.resume,
                  progress=not args.no_progress, device=device, beta=_beta(args), estimator=args.estimator,
                  num_particles=args.particles, free_bits=args.free_bits, epochs=args.epochs,
-                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, compile=args.compile)
+                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, compile=args.compile,
+                 lr_schedule=LR_SCHEDULE_CHOICES[args.lr_schedule](args), eps=args.adam_eps,
+                 validation_samples=args.validation_samples, patience=args.patience)
     train_seconds = time.perf_counter() - started
     save_model(run_dir, vae, config)
     summary = {"train_seconds": train_seconds, "epochs": result.epoch, "steps": result.step,

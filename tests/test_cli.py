@@ -59,6 +59,17 @@ def test_compiled_training_and_evaluation_match_the_eager_scores(run, tmp_path):
     assert abs(again["log_px"] - compiled["log_px"]) < min(1.0, compiled["log_px_se"])
 
 
+def test_schedule_and_early_stopping_flags(tmp_path):
+    folder = tmp_path / "staged"
+    argv = ["train", *TINY, "--epochs", "3", "--lr-schedule", "cosine", "--adam-eps", "1e-4",
+            "--validation-samples", "5", "--patience", "1", "--out", str(folder)]
+    assert main(argv) == 0
+    rows = (folder / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert "val_iwae" in header and float(rows[1].split(",")[header.index("lr")]) == 1e-3
+    assert (folder / "best.pt").exists()
+
+
 def test_sample_and_plot(run, capsys):
     (run / "figures" / "samples.png").unlink()
     assert main(["sample", str(run), "-n", "16", "--seed", "3"]) == 0

@@ -6,6 +6,7 @@ package says how any Pyro model/guide pair is fit and judged.
 
 from pyro_vae.data import ImageData, DatasetNotFoundError, data_dir, load_dataset
 from pyro_vae.guides import GUIDES
+from pyro_vae.hierarchical import HierarchicalVAE
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.ppca import PPCA
 from pyro_vae.priors import PRIORS
@@ -13,6 +14,7 @@ from pyro_vae.vae import VAE
 
 __all__ = [
     "GUIDES",
+    "HierarchicalVAE",
     "LIKELIHOODS",
     "PPCA",
     "PRIORS",

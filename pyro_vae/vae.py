@@ -188,12 +188,7 @@ class VAE(nn.Module):
         pyro.module(name, module)
 
     def _plate(self, x: torch.Tensor, num_data: int | None):
-        batch = x.shape[0]
-        if num_data is None or num_data == batch:
-            return pyro.plate("data", batch, dim=-1)
-        if num_data < batch:
-            raise ValueError(f"num_data={num_data} is smaller than the batch ({batch})")
-        return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
+        return data_plate(x, num_data)
 
     def _check(self, x: torch.Tensor) -> None:
         if not (self.check_data and is_validation_enabled()):
@@ -217,27 +212,41 @@ class VAE(nn.Module):
         ...
         ValueError: likelihood Bernoulli needs binary pixels (0 or 1), but the data range over [0, 0.5] (rows [3]); use representation='dynamic' or 'static', or likelihood='continuous_bernoulli'
         """
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
-        if x.dim() != len(self.x_shape) + 1 or tuple(x.shape[1:]) != self.x_shape:
-            raise ValueError(
-                f"x must be shaped (batch, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}; "
-                f"reshape it, e.g. x.reshape(-1, {', '.join(map(str, self.x_shape))})"
-            )
-        lo, hi = (v.item() for v in torch.aminmax(x))  # NaN and inf show up in the extremes
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad = ~torch.isfinite(x).flatten(1).all(1)
-            rows = bad.nonzero().flatten()
-            raise ValueError(
-                f"x holds non-finite values (NaN or inf) in {len(rows)} of its {len(x)} rows, {_listed(rows.tolist())}; "
-                f"clean or drop those observations first"
-            )
-        try:
-            self.likelihood.check_support(x, lo, hi)
-        except ValueError as error:  # name the rows, found by bisection (a few checks for a few bad rows)
-            rows = _failing_rows(x, lambda part: _fails(self.likelihood, part))
-            message = str(error).replace("; ", f" (rows {_listed(rows)}); ", 1)
-            raise ValueError(message) from None
+        validate_data(x, self.x_shape, self.likelihood)
+
+
+def data_plate(x: torch.Tensor, num_data: int | None):
+    """``pyro.plate("data")`` over the batch ``x``, subsampled from ``num_data`` when that is larger."""
+    batch = x.shape[0]
+    if num_data is None or num_data == batch:
+        return pyro.plate("data", batch, dim=-1)
+    if num_data < batch:
+        raise ValueError(f"num_data={num_data} is smaller than the batch ({batch})")
+    return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device), dim=-1)
+
+
+def validate_data(x: torch.Tensor, x_shape: Sequence[int], likelihood: Likelihood) -> None:
+    """The checks of :meth:`VAE.validate`, for any model with observations of ``x_shape`` under ``likelihood``."""
+    x_shape = tuple(x_shape)
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__} {getattr(x, 'dtype', '')}")
+    if x.dim() != len(x_shape) + 1 or tuple(x.shape[1:]) != x_shape:
+        raise ValueError(
+            f"x must be shaped (batch, {', '.join(map(str, x_shape))}), got {tuple(x.shape)}; "
+            f"reshape it, e.g. x.reshape(-1, {', '.join(map(str, x_shape))})"
+        )
+    lo, hi = (v.item() for v in torch.aminmax(x))  # NaN and inf show up in the extremes
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        rows = (~torch.isfinite(x).flatten(1).all(1)).nonzero().flatten()
+        raise ValueError(
+            f"x holds non-finite values (NaN or inf) in {len(rows)} of its {len(x)} rows, {_listed(rows.tolist())}; "
+            f"clean or drop those observations first"
+        )
+    try:
+        likelihood.check_support(x, lo, hi)
+    except ValueError as error:  # name the rows, found by bisection (a few checks for a few bad rows)
+        rows = _failing_rows(x, lambda part: _fails(likelihood, part))
+        raise ValueError(str(error).replace("; ", f" (rows {_listed(rows)}); ", 1)) from None
 
 
 def _listed(rows: list[int], most: int = 10) -> str:

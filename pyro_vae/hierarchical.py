@@ -1,0 +1,156 @@
+"""A VAE with L stochastic layers (Burda et al. 2016's architecture), as Pyro model and guide.
+
+Generative model, top down: z_L ~ p(z_L) (a prior from the registry),
+z_l | z_{l+1} ~ N(mu_l(z_{l+1}), diag sigma_l(z_{l+1})^2), x | z_1 ~ the
+likelihood of the decoder's output. Recognition model, bottom up:
+z_1 | x ~ N(., .), z_{l+1} | z_l ~ N(., .), each a diagonal Gaussian from an
+MLP (tanh by default, as in the paper). The sites are ``"z1"`` ... ``"zL"``
+and ``"x"``, all under ``pyro.plate("data")`` with the same ``num_data``
+convention as :class:`~pyro_vae.vae.VAE`, so :func:`inference.fit` (with
+``latent_sites=vae.latent_sites`` for beta), :func:`inference.evaluate`
+(``latent_site="z1"`` or the top ``"zL"``) and every Pyro tool apply.
+
+Burda et al.'s two-layer MNIST model is
+``HierarchicalVAE((1, 28, 28), z_dims=(100, 50), hidden=((200, 200), (100, 100)))``
+and their one-layer model ``z_dims=(50,), hidden=((200, 200),)``.
+
+References: Burda, Grosse & Salakhutdinov 2016 (section 5 and appendix).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import pyro
+import torch
+from pyro.distributions.util import is_validation_enabled
+from torch import nn
+
+from pyro_vae.guides import DiagonalNormal
+from pyro_vae.likelihoods import Likelihood, LikelihoodName, make_likelihood
+from pyro_vae.priors import Prior, PriorName, make_prior
+from pyro_vae.vae import VAE, data_plate, validate_data
+
+ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU}
+
+
+def _net(sizes: Sequence[int], activation: type[nn.Module]) -> nn.Sequential:
+    """Linear layers between ``sizes``, each followed by the activation (empty: the identity)."""
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), activation()]
+    return nn.Sequential(*layers)
+
+
+class GaussianLayer(nn.Module):
+    """z_out | z_in ~ N(mu(z_in), diag sigma(z_in)^2): an MLP, then a linear head (softplus scale with a floor)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (), activation=nn.Tanh) -> None:
+        super().__init__()
+        self.net = _net([in_dim, *hidden], activation)
+        self.family = DiagonalNormal(hidden[-1] if hidden else in_dim, out_dim)
+
+    def forward(self, h: torch.Tensor):
+        return self.family(self.net(h))
+
+
+class HierarchicalVAE(nn.Module):
+    """A VAE with ``len(z_dims)`` stochastic layers.
+
+    :param x_shape: the shape of one observation.
+    :param z_dims: the latent sizes, bottom (next to x) to top.
+    :param hidden: per layer, the hidden sizes of the MLP that leads *into* that
+        layer in the guide (x -> z1, z1 -> z2, ...); the model's MLPs mirror them.
+    :param prior: p(z_L), a registry name (not ``"vamp"``: its mixture is made of
+        q(z|x), which a hierarchy has only for its bottom layer) or a :class:`~pyro_vae.priors.Prior`.
+    :param likelihood: a registry name or a :class:`~pyro_vae.likelihoods.Likelihood`.
+    :param activation: ``"tanh"`` (the paper's), ``"softplus"`` or ``"relu"``.
+
+    >>> vae = HierarchicalVAE((1, 8, 8), z_dims=(6, 3), hidden=((16,), (8,)))
+    >>> x = torch.bernoulli(torch.full((5, 1, 8, 8), 0.3))
+    >>> trace = pyro.poutine.trace(vae.guide).get_trace(x)
+    >>> [name for name in trace.nodes if name.startswith("z")], vae.latent_sites
+    (['z1', 'z2'], ('z1', 'z2'))
+    >>> vae.sample(4).shape
+    torch.Size([4, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        x_shape: Sequence[int] = (1, 28, 28),
+        z_dims: Sequence[int] = (100, 50),
+        hidden: Sequence[Sequence[int]] = ((200, 200), (100, 100)),
+        *,
+        prior: PriorName | Prior = "standard_normal",
+        likelihood: LikelihoodName | Likelihood = "bernoulli",
+        activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.x_shape, self.z_dims = tuple(x_shape), tuple(z_dims)
+        if not self.z_dims or min(self.z_dims) < 1:
+            raise ValueError(f"z_dims must be one or more sizes >= 1, got {z_dims}")
+        if len(hidden) != len(self.z_dims):
+            raise ValueError(f"hidden needs one tuple of sizes per stochastic layer ({len(self.z_dims)}), got {len(hidden)}")
+        if prior == "vamp":
+            raise ValueError("prior='vamp' is defined through q(z|x), which a hierarchy has for its bottom layer only; "
+                             "use 'standard_normal', 'learned_normal', 'mixture' or 'flow'")
+        act = ACTIVATIONS[activation] if activation in ACTIVATIONS else None
+        if act is None:
+            raise ValueError(f"unknown activation {activation!r}; valid choices: {', '.join(map(repr, ACTIVATIONS))}")
+        self.likelihood = make_likelihood(likelihood, x_shape=x_shape) if isinstance(likelihood, str) else likelihood
+        self.prior = make_prior(prior, z_dim=self.z_dims[-1], x_shape=x_shape) if isinstance(prior, str) else prior
+        x_dim = math.prod(self.x_shape)
+        inputs = (x_dim, *self.z_dims[:-1])
+        self.encoders = nn.ModuleList(
+            GaussianLayer(n_in, n_out, tuple(h), act) for n_in, n_out, h in zip(inputs, self.z_dims, hidden)
+        )
+        self.decoders = nn.ModuleList(  # p(z_l | z_{l+1}) for l = 1 .. L-1
+            GaussianLayer(self.z_dims[l + 1], self.z_dims[l], tuple(reversed(hidden[l + 1])), act)
+            for l in range(len(self.z_dims) - 1)
+        )
+        bottom = tuple(reversed(hidden[0]))
+        self.decoder = nn.Sequential(_net([self.z_dims[0], *bottom], act),
+                                     nn.Linear(bottom[-1] if bottom else self.z_dims[0], self.likelihood.out_features))
+
+    @property
+    def latent_sites(self) -> tuple[str, ...]:
+        """``("z1", ..., "zL")``, bottom to top: ``fit(..., latent_sites=vae.latent_sites)`` weighs all by beta."""
+        return tuple(f"z{l + 1}" for l in range(len(self.z_dims)))
+
+    def model(self, x: torch.Tensor, num_data: int | None = None) -> None:
+        """p(z_L) prod_l p(z_l | z_{l+1}) p(x | z_1) for a batch ``x``; ``num_data`` as in :meth:`VAE.model`."""
+        self._check(x)
+        for name in ("prior", "decoders", "decoder", "likelihood"):
+            VAE._register(f"hvae_{name}", getattr(self, name))
+        with data_plate(x, num_data):
+            z = pyro.sample(self.latent_sites[-1], self.prior())
+            for l in reversed(range(len(self.z_dims) - 1)):
+                z = pyro.sample(self.latent_sites[l], self.decoders[l](z))
+            pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)
+
+    def guide(self, x: torch.Tensor, num_data: int | None = None) -> None:
+        """q(z_1 | x) prod_l q(z_{l+1} | z_l); takes the same arguments as :meth:`model`."""
+        self._check(x)
+        VAE._register("hvae_encoders", self.encoders)
+        with data_plate(x, num_data):
+            h = x.flatten(-len(self.x_shape))
+            for l, encoder in enumerate(self.encoders):
+                h = pyro.sample(self.latent_sites[l], encoder(h))
+
+    def validate(self, x: torch.Tensor) -> None:
+        """As :meth:`VAE.validate`: shape, NaN or inf, the likelihood's support, naming the rows."""
+        validate_data(x, self.x_shape, self.likelihood)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if is_validation_enabled():  # like Pyro's own checks, and VAE's
+            validate_data(x, self.x_shape, self.likelihood)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
+        """``n`` new observations: ancestral sampling from the top, then the mean of p(x|z_1) (or a draw)."""
+        z = self.prior().sample((n,))
+        for l in reversed(range(len(self.z_dims) - 1)):
+            z = self.decoders[l](z).sample()
+        p_x = self.likelihood(self.decoder(z))
+        return p_x.mean if mean else p_x.sample()

@@ -1,0 +1,204 @@
+"""Reproduce a published MNIST test log-likelihood: one preset, one command, resumable for hours.
+
+Built on the public API only (a worked example of it): a model from `pyro_vae`, `inference.fit`
+with the paper's schedule, checkpoints and early stopping, then `inference.evaluate` with
+K = 5000 importance samples on the 10 000 test images (dynamically binarized MNIST).
+
+    python benchmarks/reproduce.py PRESET [--resume] [--device cuda] [--compile] [--max-hours H]
+
+The run folder (``runs/reproduce/PRESET``, git-ignored) holds the checkpoints; run the same command
+with ``--resume`` to continue after an interruption, session after session. When training ends
+(its epochs, or early stopping) the model is scored and ``benchmarks/results/PRESET.json`` is
+written; when ``--max-hours`` ends a session first, the file records the partial progress
+(``status: "partial"``, epochs done, the last validation bound). ``--table`` rewrites the results
+table in BENCHMARKS.md from every result file. ``--limit``, ``--epochs`` and ``--eval-samples``
+shrink a preset for a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from inference import Staged, evaluate, fit
+from pyro_vae import HierarchicalVAE, VAE, load_dataset
+from pyro_vae.priors import VampPrior
+
+HERE = Path(__file__).resolve().parent
+BURDA = "Burda et al. 2016, Table 1"
+BURDA_SETUP = ("Adam (0.9, 0.999, eps 1e-4), batch 20, lr 1e-3 x 10^(-i/7) for 3^i epochs, i = 0..7 "
+               "(3280 epochs); no validation set, the last parameters are scored")
+
+
+@dataclass(frozen=True)
+class Preset:
+    paper: str
+    reference: float  # the paper's test negative log-likelihood, nats
+    z_dims: tuple[int, ...]
+    hidden: tuple[tuple[int, ...], ...]
+    estimator: str = "trace"
+    particles: int = 1
+    batch_size: int = 20
+    lr: float = 1e-3
+    eps: float = 1e-4
+    epochs: int = 3280
+    staged: bool = True
+    vamp_components: int | None = None
+    warmup_epochs: int = 0
+    validation: int = 0  # training images held out for early stopping
+    patience: int | None = None
+    setup: str = BURDA_SETUP
+    deviations: tuple[str, ...] = field(default_factory=tuple)
+
+    def build(self, x_shape):
+        if self.vamp_components:
+            prior = VampPrior(self.z_dims[0], x_shape, num_components=self.vamp_components)
+            return VAE(x_shape, self.z_dims[0], prior=prior, hidden=self.hidden[0])
+        return HierarchicalVAE(x_shape, z_dims=self.z_dims, hidden=self.hidden)
+
+
+ONE, TWO = ((200, 200),), ((200, 200), (100, 100))
+PRESETS = {
+    "burda-1l-vae": Preset(BURDA, 86.76, (50,), ONE),
+    "burda-1l-iwae5": Preset(BURDA, 85.54, (50,), ONE, estimator="iwae", particles=5),
+    "burda-1l-iwae50": Preset(BURDA, 84.78, (50,), ONE, estimator="iwae", particles=50),
+    "burda-2l-vae": Preset(BURDA, 85.33, (100, 50), TWO),
+    "burda-2l-iwae50": Preset(BURDA, 82.90, (100, 50), TWO, estimator="iwae", particles=50),
+    "vamp-1l": Preset(
+        "Tomczak & Welling 2018, Table 2", 85.57, (40,), ((300, 300),), batch_size=100, lr=5e-4, eps=1e-8,
+        epochs=2000, staged=False, vamp_components=500, warmup_epochs=100, validation=10000, patience=50,
+        setup="Adam lr 5e-4, batch 100, KL warm-up over 100 epochs, early stopping (patience 50) on 10 000 "
+              "held-out training images",
+        deviations=("softplus MLPs instead of the paper's gated units",),
+    ),
+}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run(args) -> dict:
+    preset = PRESETS[args.preset]
+    epochs = args.epochs or preset.epochs
+    train = load_dataset("mnist", split="train", representation="dynamic", seed=args.seed, limit=args.limit)
+    validation = None
+    if preset.validation:
+        train, validation = train.split(min(preset.validation, len(train) // 6), seed=args.seed)
+    test = load_dataset("mnist", split="test", representation="dynamic", seed=args.seed + 1,
+                        limit=args.limit and min(args.limit, 10000))
+    torch.manual_seed(args.seed)
+    model = preset.build(train.x_shape).to(args.device)
+    sites = getattr(model, "latent_sites", ("z",))
+    steps_per_epoch = math.ceil(len(train) / preset.batch_size)
+    beta = 1.0
+    if preset.warmup_epochs:
+        from inference import LinearWarmup
+
+        beta = LinearWarmup(steps=preset.warmup_epochs * steps_per_epoch)
+    run_dir = Path(args.out) / args.preset
+    result = fit(model.model, model.guide, train, validation=validation, run_dir=run_dir, resume=args.resume,
+                 device=args.device, compile=args.compile, progress=not args.no_progress,
+                 estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
+                 lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
+                 lr_schedule=Staged() if preset.staged else None, patience=preset.patience,
+                 max_seconds=args.max_hours * 3600 if args.max_hours else None, seed=args.seed)
+    finished = result.epoch >= epochs or result.stopped_early
+    record = {
+        "preset": args.preset,
+        "reference": {"paper": preset.paper, "test_nll": preset.reference},
+        "setup": preset.setup,
+        "deviations": list(preset.deviations) + ([f"first {args.limit} training images"] if args.limit else []),
+        "status": "finished" if finished else "partial",
+        "epochs": result.epoch,
+        "epochs_planned": epochs,
+        "steps": result.step,
+        "train_seconds": result.train_seconds,
+        "last_metrics": result.metrics[-1] if result.metrics else None,
+        "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
+        "threads": torch.get_num_threads(),
+        "command": " ".join(["python", "benchmarks/reproduce.py", *sys.argv[1:]]),
+        "commit": _git_commit(),
+    }
+    if finished:
+        started = time.perf_counter()
+        score = evaluate(model.model, model.guide, test, num_samples=args.eval_samples, ks=(1, args.eval_samples),
+                         latent_site=sites[-1], device=args.device, compile=args.compile, progress=not args.no_progress)
+        record.update(test_nll=-score.log_px, test_nll_se=score.log_px_se, test_elbo=score.elbo,
+                      num_samples=args.eval_samples, test_images=score.num_data, active_units=score.active_units,
+                      eval_seconds=time.perf_counter() - started)
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{args.preset}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def table(results: Path) -> str:
+    """The Markdown results table of every result file."""
+    rows = ["| preset | reference (paper) | ours | difference | active units | epochs | train time | device | "
+            "deviations |", "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted(Path(results).glob("*.json")):
+        r = json.loads(path.read_text())
+        ref = r["reference"]["test_nll"]
+        if r["status"] == "finished":
+            ours = f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}"
+            diff = f"{r['test_nll'] - ref:+.2f}"
+            units = str(r["active_units"])
+        else:
+            bound = (r.get("last_metrics") or {}).get("val_elbo")
+            ours = "partial" + (f" (validation ELBO {bound:.2f})" if bound is not None else "")
+            diff, units = "", ""
+        rows.append(f"| {r['preset']} | {ref:.2f} ({r['reference']['paper']}) | {ours} | {diff} | {units} | "
+                    f"{r['epochs']}/{r['epochs_planned']} | {r['train_seconds'] / 3600:.2f} h | {r['device']} | "
+                    f"{'; '.join(r['deviations']) or 'none'} |")
+    return "\n".join(rows)
+
+
+def write_table(benchmarks: Path, results: Path) -> None:
+    text = benchmarks.read_text()
+    begin, end = "<!-- reproductions -->", "<!-- /reproductions -->"
+    block = f"{begin}\n{table(results)}\n{end}"
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n## Published MNIST likelihoods reproduced (`benchmarks/reproduce.py`)\n\n" + block + "\n"
+    benchmarks.write_text(text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", choices=list(PRESETS))
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--max-hours", type=float, default=None, help="stop (resumably) after this many hours")
+    parser.add_argument("--eval-samples", type=int, default=5000)
+    parser.add_argument("--limit", type=int, default=None, help="first N training (and test) images: smoke tests")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs: smoke tests")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/reproduce")
+    parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--table", default=None, help="rewrite this BENCHMARKS.md's results table")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    record = run(args)
+    print(json.dumps({k: record[k] for k in ("preset", "status", "epochs", "steps")} |
+                     ({"test_nll": record["test_nll"]} if "test_nll" in record else {})))
+    if args.table:
+        write_table(Path(args.table), Path(args.results))
+
+
+if __name__ == "__main__":
+    main()

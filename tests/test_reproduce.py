@@ -1,0 +1,44 @@
+"""benchmarks/reproduce.py: every preset runs end to end on a tiny budget and writes a well-formed
+result file; an interrupted run records its partial progress and resumes; the results table."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import reproduce  # noqa: E402
+
+TINY = ["--limit", "120", "--epochs", "1", "--eval-samples", "4", "--no-progress"]
+
+
+@pytest.mark.parametrize("preset", list(reproduce.PRESETS))
+def test_every_preset_runs_end_to_end_and_writes_its_result(preset, tmp_path):
+    results = tmp_path / "results"
+    reproduce.main([preset, *TINY, "--out", str(tmp_path / "runs"), "--results", str(results)])
+    record = json.loads((results / f"{preset}.json").read_text())
+    for key in ("preset", "reference", "test_nll", "test_nll_se", "num_samples", "active_units", "epochs", "steps",
+                "train_seconds", "device", "command", "commit"):
+        assert key in record, key
+    assert record["status"] == "finished" and record["epochs"] == 1 and record["num_samples"] == 4
+    assert record["reference"]["test_nll"] == reproduce.PRESETS[preset].reference
+    assert 50 < record["test_nll"] < 800 and record["test_nll_se"] > 0
+    assert "first 120 training images" in record["deviations"]
+
+
+def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",
+            "--out", str(runs), "--results", str(results)]
+    reproduce.main([*argv, "--max-hours", "1e-9"])  # the budget ends after the first step
+    record = json.loads((results / "burda-1l-vae.json").read_text())
+    assert record["status"] == "partial" and record["steps"] == 1 and "test_nll" not in record
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
+    reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])
+    record = json.loads((results / "burda-1l-vae.json").read_text())
+    assert record["status"] == "finished" and record["steps"] == 12
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| burda-1l-vae | 86.76 (Burda et al. 2016, Table 1) |" in text and "2/2" in text
+    reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])  # the table is replaced, not added
+    assert (tmp_path / "BENCHMARKS.md").read_text().count("<!-- reproductions -->") == 1

@@ -157,8 +157,11 @@ def table(results: Path) -> str:
             diff = f"{r['test_nll'] - ref:+.2f}"
             units = str(r["active_units"])
         else:
-            bound = (r.get("last_metrics") or {}).get("val_elbo")
-            ours = "partial" + (f" (validation ELBO {bound:.2f})" if bound is not None else "")
+            last = r.get("last_metrics") or {}
+            if "val_elbo" in last:
+                ours = f"partial (validation ELBO {last['val_elbo']:.2f})"
+            else:
+                ours = "partial" + (f" (training -ELBO {last['train_loss']:.2f})" if "train_loss" in last else "")
             diff, units = "", ""
         rows.append(f"| {r['preset']} | {ref:.2f} ({r['reference']['paper']}) | {ours} | {diff} | {units} | "
                     f"{r['epochs']}/{r['epochs_planned']} | {r['train_seconds'] / 3600:.2f} h | {r['device']} | "

@@ -49,6 +49,17 @@ def as_dataset(data) -> Dataset:
     raise TypeError(f"data must be a tensor or have __len__ and batch(index), got {type(data).__name__}")
 
 
+def nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
+    """The indices of the rows (first dim) of ``x`` that hold NaN or inf."""
+    return (~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero().flatten()
+
+
+def listed(rows, most: int = 10) -> str:
+    """``[i, j, ...]``: the first ``most`` indices, for an error message."""
+    rows = [int(i) for i in rows]
+    return "[" + ", ".join(map(str, rows[:most])) + (", ..." if len(rows) > most else "") + "]"
+
+
 def full_view(data) -> torch.Tensor | None:
     """All the observations of a data set as one tensor, where that costs nothing
     (a :class:`TensorData`, or a data set with a ``full_view()`` method), else ``None``."""

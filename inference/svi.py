@@ -26,7 +26,7 @@ from pyro import poutine
 from pyro.optim.clipped_adam import ClippedAdam
 from tqdm.auto import tqdm
 
-from inference.batching import as_dataset, data_state, full_view, load_data_state
+from inference.batching import as_dataset, data_state, full_view, listed, load_data_state, nonfinite_rows
 from inference.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -219,14 +219,12 @@ def _discover_params(elbo, model, guide, x, kwargs, has_loss) -> dict[str, torch
     return dict(sorted(params.items()))
 
 
-def _bad_rows(x, index=None) -> str | None:
+def _bad_rows(x, index) -> str | None:
     """The data set indices of the batch rows that hold NaN or inf, or ``None`` if every value is finite."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or torch.isfinite(x).all():
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() == 0 or torch.isfinite(x).all():
         return None
-    rows = (~torch.isfinite(x.reshape(x.shape[0], -1) if x.dim() else x.reshape(1, 1))).any(-1).nonzero().flatten()
-    rows = index[rows.cpu()] if index is not None else rows
-    shown = ", ".join(str(i) for i in rows[:10].tolist()) + (" ..." if len(rows) > 10 else "")
-    return f"{len(rows)} row{'s' if len(rows) != 1 else ''} [{shown}]"
+    rows = index[nonfinite_rows(x).cpu()]
+    return f"{len(rows)} row{'s' if len(rows) != 1 else ''} {listed(rows.tolist())}"
 
 
 def _diagnose(model, guide, x, kwargs, params) -> str:
@@ -395,7 +393,7 @@ def fit(
         )
     del probe
     make_optimizer = choose(OPTIMIZERS, config.optimizer, what="optimizer")
-    optimizer = make_optimizer(list(params.values()), lr=config.lr, betas=config.betas, eps=config.eps)
+    optimizer = make_optimizer(param_list, lr=config.lr, betas=config.betas, eps=config.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor)
     watched = "val_iwae" if config.validation_samples > 1 else "val_elbo"
     best = {"value": -math.inf, "epoch": None, "waited": 0, "stopped": False}
@@ -480,12 +478,11 @@ def fit(
                     if config.clip_norm is not None:
                         gauge_name, gauge = "norm", torch.nn.utils.get_total_norm(grads)
                         torch.nn.utils.clip_grads_with_norm_(param_list, config.clip_norm, gauge)
-                    else:  # a sum is non-finite when any entry is, and costs half a norm (a compiled step's graph sums)
+                    elif grad_sum is not None:  # a compiled step's graph sums the gradients
+                        gauge_name, gauge = "sum", grad_sum
+                    else:  # a sum is non-finite when any entry is, and costs half a norm
                         gauge_name = "sum"
-                        if grad_sum is not None:
-                            gauge = grad_sum
-                        else:
-                            gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
+                        gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
                     value = value if has_loss else math.nan
                     # a sum of finite entries can still overflow: look closer before stopping

@@ -23,6 +23,7 @@ from pyro.params import param_with_module_name
 import torch
 from torch import nn
 
+from inference.batching import listed, nonfinite_rows
 from pyro_vae.guides import GuideFamily, GuideName, make_guide
 from pyro_vae.likelihoods import Likelihood, LikelihoodName, make_likelihood
 from pyro_vae.nets import DecoderName, EncoderName, make_decoder, make_encoder
@@ -237,20 +238,16 @@ def validate_data(x: torch.Tensor, x_shape: Sequence[int], likelihood: Likelihoo
         )
     lo, hi = (v.item() for v in torch.aminmax(x))  # NaN and inf show up in the extremes
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        rows = (~torch.isfinite(x).flatten(1).all(1)).nonzero().flatten()
+        rows = nonfinite_rows(x)
         raise ValueError(
-            f"x holds non-finite values (NaN or inf) in {len(rows)} of its {len(x)} rows, {_listed(rows.tolist())}; "
+            f"x holds non-finite values (NaN or inf) in {len(rows)} of its {len(x)} rows, {listed(rows)}; "
             f"clean or drop those observations first"
         )
     try:
         likelihood.check_support(x, lo, hi)
     except ValueError as error:  # name the rows, found by bisection (a few checks for a few bad rows)
         rows = _failing_rows(x, lambda part: _fails(likelihood, part))
-        raise ValueError(str(error).replace("; ", f" (rows {_listed(rows)}); ", 1)) from None
-
-
-def _listed(rows: list[int], most: int = 10) -> str:
-    return "[" + ", ".join(map(str, rows[:most])) + (", ..." if len(rows) > most else "") + "]"
+        raise ValueError(str(error).replace("; ", f" (rows {listed(rows)}); ", 1)) from None
 
 
 def _fails(likelihood, x: torch.Tensor) -> bool:

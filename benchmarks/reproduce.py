@@ -109,18 +109,24 @@ def run(args) -> dict:
 
         beta = LinearWarmup(steps=preset.warmup_epochs * steps_per_epoch)
     run_dir = Path(args.out) / args.preset
+    deviations = list(preset.deviations)
+    if epochs != preset.epochs:
+        deviations.append(f"{epochs} epochs instead of {preset.epochs}" +
+                          (" (the same stages, squeezed in proportion)" if preset.staged else ""))
+    if args.limit:
+        deviations.append(f"first {args.limit} training images")
     result = fit(model.model, model.guide, train, validation=validation, run_dir=run_dir, resume=args.resume,
                  device=args.device, compile=args.compile, progress=not args.no_progress,
                  estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
                  lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
-                 lr_schedule=Staged() if preset.staged else None, patience=preset.patience,
+                 lr_schedule=Staged(length=epochs) if preset.staged else None, patience=preset.patience,
                  max_seconds=args.max_hours * 3600 if args.max_hours else None, seed=args.seed)
     finished = result.epoch >= epochs or result.stopped_early
     record = {
         "preset": args.preset,
         "reference": {"paper": preset.paper, "test_nll": preset.reference},
         "setup": preset.setup,
-        "deviations": list(preset.deviations) + ([f"first {args.limit} training images"] if args.limit else []),
+        "deviations": deviations,
         "status": "finished" if finished else "partial",
         "epochs": result.epoch,
         "epochs_planned": epochs,
@@ -189,7 +195,8 @@ def main(argv=None) -> None:
     parser.add_argument("--max-hours", type=float, default=None, help="stop (resumably) after this many hours")
     parser.add_argument("--eval-samples", type=int, default=5000)
     parser.add_argument("--limit", type=int, default=None, help="first N training (and test) images: smoke tests")
-    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs: smoke tests")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (a staged schedule is squeezed in proportion): "
+                             "a shorter run, recorded as a deviation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--results", default=str(HERE / "results"))

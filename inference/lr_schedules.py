@@ -35,25 +35,39 @@ class Staged:
     (their 8 stages of 3^i epochs at 10^(-i/7): 3280 epochs); after the last stage the
     last rate stays. :attr:`epochs` is the length of all stages.
 
+    ``length`` squeezes (or stretches) the same stages into that many epochs, keeping their
+    proportions: ``Staged(length=328)`` is the paper's schedule on a tenth of its budget
+    (the first stages then last a fraction of an epoch and are passed over).
+
     >>> schedule = Staged()
     >>> schedule.epochs, schedule(0), round(schedule(1), 6), round(schedule(4), 6), round(schedule(3279), 6)
     (3280, 1.0, 0.719686, 0.517947, 0.1)
+    >>> short = Staged(length=328)
+    >>> short.epochs, short.stage(0), short.stage(3), short.stage(12), short.stage(327)
+    (328, 0, 3, 4, 7)
     """
 
     stages: int = 8
     base: int = 3
     decay: float = 10 ** (-1 / 7)
+    length: int | None = None
+
+    def __post_init__(self):
+        if self.length is not None and self.length < 1:
+            raise ValueError(f"Staged(length={self.length}): the schedule needs at least one epoch")
 
     @property
     def epochs(self) -> int:
-        return sum(self.base**i for i in range(self.stages))
+        return self.length or sum(self.base**i for i in range(self.stages))
 
     def stage(self, epoch: int) -> int:
         """The stage that ``epoch`` (counted from 0) belongs to."""
+        natural = sum(self.base**i for i in range(self.stages))
+        position = epoch * natural / self.epochs  # in the paper's epochs
         end = 0
         for i in range(self.stages):
             end += self.base**i
-            if epoch < end:
+            if position < end:
                 return i
         return self.stages - 1
 

@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     fitting.add_argument("--batch-size", type=int, default=128)
     fitting.add_argument("--lr", type=float, default=1e-3)
     fitting.add_argument("--lr-schedule", choices=list(LR_SCHEDULE_CHOICES), default="constant",
-                         help="staged: Burda et al. 2016 (3^i epochs at lr x 10^(-i/7)); cosine: to 0 over --epochs")
+                         help="staged: Burda et al. 2016 (8 stages of 3^i epochs at lr x 10^(-i/7), squeezed into --epochs); "
+                              "cosine: to 0 over --epochs")
     fitting.add_argument("--adam-eps", type=float, default=1e-8, help="Adam's eps (Burda et al.: 1e-4)")
     fitting.add_argument("--validation-samples", type=int, default=1, help="K of the validation bound (val_iwae)")
     fitting.add_argument("--patience", type=int, default=None,
@@ -138,7 +139,7 @@ def _compile_option(group, what: str = "the training step and the evaluation pas
                             f"static models only, see inference.compiled")
 
 
-LR_SCHEDULE_CHOICES = {"constant": lambda args: None, "staged": lambda args: Staged(),
+LR_SCHEDULE_CHOICES = {"constant": lambda args: None, "staged": lambda args: Staged(length=args.epochs),
                        "cosine": lambda args: Cosine(epochs=args.epochs)}
 
 

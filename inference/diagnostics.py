@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import arviz as az
@@ -103,24 +104,31 @@ def _khat(log_w: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def to_inference_data(model, guide, x: torch.Tensor, *, num_samples: int = 500, site: str = "z",
+def to_inference_data(model, guide, x: torch.Tensor, *, num_samples: int = 500, site: str | Sequence[str] = "z",
                       max_plate_nesting: int = 1) -> az.InferenceData:
-    """Guide draws of ``site`` for the data points ``x`` as ArviZ ``InferenceData``.
+    """Guide draws of ``site`` (one name, or several: a hierarchy's ``("z1", "z2")``) for the
+    data points ``x`` as ArviZ ``InferenceData``, from one joint draw of all of them.
 
-    Groups: ``posterior`` (``site`` with dims chain, draw, datum, ``site``_dim),
+    Groups: ``posterior`` (each site with dims chain, draw, datum, ``<site>_dim``),
     ``sample_stats`` (``log_weight`` per chain, draw and datum; ``khat`` per
     datum) and ``observed_data`` (``x``), so that ``az.summary``,
     ``az.plot_posterior`` and ``az.plot_pair`` work on it directly.
     """
+    sites = [site] if isinstance(site, str) else list(site)
     w = log_weights(model, guide, x, num_samples=num_samples, max_plate_nesting=max_plate_nesting)
-    z = w.samples[site].reshape(num_samples, x.shape[0], -1).double().cpu().numpy()
+    missing = [s for s in sites if s not in w.samples]
+    if missing:
+        raise ValueError(f"the guide has no site {', '.join(map(repr, missing))}; its latent sites are "
+                         f"{', '.join(map(repr, w.samples))}")
     log_w = w.log_w.double().cpu().numpy()  # (draw, datum)
     khat = _khat(w.log_w).numpy()
-    draws, datum, dim = np.arange(num_samples), np.arange(x.shape[0]), f"{site}_dim"
-    posterior = xr.Dataset(
-        {site: (("chain", "draw", "datum", dim), z[None])},
-        coords={"chain": [0], "draw": draws, "datum": datum, dim: np.arange(z.shape[-1])},
-    )
+    draws, datum = np.arange(num_samples), np.arange(x.shape[0])
+    variables, coords = {}, {"chain": [0], "draw": draws, "datum": datum}
+    for name in sites:
+        z = w.samples[name].reshape(num_samples, x.shape[0], -1).double().cpu().numpy()
+        variables[name] = (("chain", "draw", "datum", f"{name}_dim"), z[None])
+        coords[f"{name}_dim"] = np.arange(z.shape[-1])
+    posterior = xr.Dataset(variables, coords=coords)
     stats = xr.Dataset(
         {"log_weight": (("chain", "draw", "datum"), log_w[None]), "khat": (("datum",), np.asarray(khat))},
         coords={"chain": [0], "draw": draws, "datum": datum},

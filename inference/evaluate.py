@@ -33,6 +33,8 @@ class Evaluation:
     :ivar iwae_curve: k -> the k-sample bound IWAE_k (k dividing ``num_samples``).
     :ivar latent_variance: per latent dimension, Cov_x(E_q[z_u | x]).
     :ivar active_units: how many dimensions have ``latent_variance > 0.01``.
+    :ivar active_units_by_site: the same count for every latent site of the guide
+        (a hierarchical model's layers: Burda et al. report them per layer).
     """
 
     num_data: int
@@ -49,6 +51,7 @@ class Evaluation:
     seconds: float
     kl_per_dim: list[float] | None = None
     mutual_information: float | None = None
+    active_units_by_site: dict[str, int] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
 
@@ -110,7 +113,7 @@ def evaluate(
         raise ValueError(f"every k of the IWAE curve must divide num_samples={num_samples}; {bad} do not")
     start = time.perf_counter()
     sums = {"log_px": [], "elbo": [], "rec": [], "kl": [], **{k: [] for k in ks}}
-    means = []
+    means: dict[str, list[torch.Tensor]] = {}
     batches = iter_log_weights(model, guide, data, num_samples=num_samples, budget=budget,
                                max_plate_nesting=max_plate_nesting, device=device, progress=progress, desc="evaluate",
                                compile=compile)
@@ -122,10 +125,11 @@ def evaluate(
         sums["kl"].append((w.log_q - w.log_prior).mean(0))
         for k in ks:
             sums[k].append(_logmeanexp(log_w.reshape(num_samples // k, k, -1), dim=1).mean(0))
-        if latent_site in w.latent_means:
-            means.append(w.latent_means[latent_site].reshape(x.shape[0], -1).double().cpu())
+        for site, mean in w.latent_means.items():
+            means.setdefault(site, []).append(mean.reshape(x.shape[0], -1).double().cpu())
     per_datum = {key: torch.cat(values).cpu() for key, values in sums.items()}
-    latent_variance = torch.cat(means).var(0, unbiased=False).tolist() if means else []
+    variances = {site: torch.cat(m).var(0, unbiased=False).tolist() for site, m in means.items()}
+    latent_variance = variances.get(latent_site, [])
     sample = data.batch(torch.arange(min(n, mi_data)))
     sample = sample.to(device) if device is not None else sample
     return Evaluation(
@@ -143,6 +147,7 @@ def evaluate(
         seconds=time.perf_counter() - start,
         kl_per_dim=kl_per_dimension(model, guide, sample, site=latent_site, max_plate_nesting=max_plate_nesting),
         mutual_information=mutual_information(guide, sample, site=latent_site),
+        active_units_by_site={site: sum(v > 0.01 for v in var) for site, var in variances.items()},
     )
 
 

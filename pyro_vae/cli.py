@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--guide", choices=list(GUIDES), default=defaults.guide)
     model.add_argument("--encoder", choices=list(ENCODERS), default=defaults.encoder)
     model.add_argument("--decoder", choices=list(DECODERS), default=defaults.decoder)
-    model.add_argument("--hidden", type=int, nargs="*", default=list(defaults.hidden), help="MLP hidden sizes")
-    model.add_argument("--z-dim", type=int, default=defaults.z_dim)
+    model.add_argument("--hidden", nargs="*", default=None,
+                       help="MLP hidden sizes (default 400); with several --z-dim sizes one comma-separated group "
+                            "per layer, e.g. 200,200 100,100 (default: Burda et al.'s shapes, 200,200 then "
+                            "the layer below's size twice)")
+    model.add_argument("--z-dim", type=int, nargs="+", default=[defaults.z_dim],
+                       help="latent size; several sizes (bottom to top, e.g. 100 50) give a hierarchical VAE")
     fitting = train.add_argument_group("training")
     fitting.add_argument("--estimator", choices=list(ESTIMATORS), default="trace")
     fitting.add_argument("--particles", type=int, default=1)
@@ -106,7 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-progress", action="store_true")
     _compile_option(compare, what="the race's training steps and scores")
 
-    diagnose = commands.add_parser("diagnose", help="posterior diagnostics of a run: k-hat, NUTS, gaps, collapse",
+    diagnose = commands.add_parser("diagnose", help="posterior diagnostics of a run: k-hat, NUTS, gaps, collapse "
+                                   "(a hierarchical VAE: collapse per layer, NUTS on its top layer, no amortization gap)",
                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     diagnose.add_argument("run", type=Path, help="the run folder")
     diagnose.add_argument("--data", type=int, default=500, help="test images for k-hat and the collapse report")
@@ -143,6 +148,27 @@ LR_SCHEDULE_CHOICES = {"constant": lambda args: None, "staged": lambda args: Sta
                        "cosine": lambda args: Cosine(epochs=args.epochs)}
 
 
+def _shape(z_dims: list[int], hidden: list[str] | None):
+    """``(z_dim, hidden)`` of a RunConfig from ``--z-dim`` and ``--hidden``."""
+    try:
+        groups = [tuple(int(v) for v in token.split(",") if v) for token in hidden or ()]
+    except ValueError:
+        raise ValueError(f"--hidden {' '.join(hidden)}: sizes must be whole numbers (groups joined by commas, "
+                         f"e.g. --hidden 200,200 100,100)") from None
+    if len(z_dims) == 1:
+        if hidden is None:
+            return z_dims[0], RunConfig().hidden
+        sizes = groups[0] if len(groups) == 1 else tuple(size for group in groups for size in group)
+        return z_dims[0], sizes
+    if hidden is None:
+        return tuple(z_dims), ((200, 200), *((z, z) for z in z_dims[:-1]))
+    if len(groups) != len(z_dims):
+        raise ValueError(f"--z-dim {' '.join(map(str, z_dims))} has {len(z_dims)} stochastic layers but --hidden gives "
+                         f"{len(groups)} group(s): give one comma-separated group per layer, e.g. --hidden "
+                         f"{' '.join(['200,200'] + ['100,100'] * (len(z_dims) - 1))}")
+    return tuple(z_dims), tuple(groups)
+
+
 def _beta(args):
     if args.beta_schedule == "constant":
         return args.beta
@@ -158,10 +184,15 @@ def _device(name: str) -> torch.device:
     return device
 
 
+def _sites(vae) -> tuple[str, ...]:
+    """The latent sites, bottom to top (``("z",)`` for a one-layer VAE)."""
+    return getattr(vae, "latent_sites", ("z",))
+
+
 def _summary(vae, test, config: RunConfig, num_samples: int, device, progress: bool, compile=False) -> dict:
     ks = [k for k in (1, 10, 100, 1000, 5000) if k <= num_samples and num_samples % k == 0]
     result = evaluate(vae.model, vae.guide, test, num_samples=num_samples, ks=ks, device=device, progress=progress,
-                      compile=compile)
+                      compile=compile, latent_site=_sites(vae)[-1])
     return {"test_images": result.num_data, **dataclasses.asdict(result)}
 
 
@@ -193,9 +224,10 @@ def _figures(run_dir: Path, vae, config: RunConfig, test, device) -> list[Path]:
 
 def train(args) -> int:
     device = _device(args.device)
+    z_dim, hidden = _shape(args.z_dim, args.hidden)
     config = RunConfig(dataset=args.dataset, representation=args.representation, prior=args.prior,
                        likelihood=args.likelihood, guide=args.guide, encoder=args.encoder, decoder=args.decoder,
-                       hidden=tuple(args.hidden), z_dim=args.z_dim, limit=args.limit, test_limit=args.test_limit,
+                       hidden=hidden, z_dim=z_dim, limit=args.limit, test_limit=args.test_limit,
                        validation=args.validation, seed=args.seed)
     run_dir = args.out or Path("runs") / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     if args.resume:
@@ -213,7 +245,9 @@ def train(args) -> int:
     torch.manual_seed(args.seed)
     vae = config.build().to(device)
     write_config(run_dir, config)
-    print(f"training {config.likelihood} VAE (z_dim={config.z_dim}, {config.prior} prior, {config.guide} guide) "
+    what = (f"z_dim={config.z_dim}, {config.prior} prior, {config.guide} guide" if isinstance(config.z_dim, int) else
+            f"{len(config.z_dims)} stochastic layers z_dims={config.z_dims}, {config.prior} prior on the top one")
+    print(f"training {config.likelihood} VAE ({what}) "
           f"on {len(train_data)} {config.dataset} images ({config.data_representation}); run folder {run_dir}")
     started = time.perf_counter()
     result = fit(vae.model, vae.guide, train_data, validation=validation, run_dir=run_dir, resume=args.resume,
@@ -221,7 +255,7 @@ def train(args) -> int:
                  num_particles=args.particles, free_bits=args.free_bits, epochs=args.epochs,
                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, compile=args.compile,
                  lr_schedule=LR_SCHEDULE_CHOICES[args.lr_schedule](args), eps=args.adam_eps,
-                 validation_samples=args.validation_samples, patience=args.patience)
+                 validation_samples=args.validation_samples, patience=args.patience, latent_sites=_sites(vae))
     train_seconds = time.perf_counter() - started
     save_model(run_dir, vae, config)
     summary = {"train_seconds": train_seconds, "epochs": result.epoch, "steps": result.step,
@@ -237,8 +271,10 @@ def train(args) -> int:
 def _print_summary(summary: dict) -> None:
     print(f"test log p(x) >= {summary['log_px']:.2f} +- {summary['log_px_se']:.2f} nats "
           f"(importance-weighted, K={summary['num_samples']}, {summary['test_images']} images)")
+    units = summary.get("active_units_by_site") or {}
+    layers = (" (" + ", ".join(f"{site}: {n}" for site, n in units.items()) + ")") if len(units) > 1 else ""
     print(f"test ELBO {summary['elbo']:.2f} = reconstruction {summary['reconstruction']:.2f} - KL {summary['kl']:.2f}; "
-          f"active units {summary['active_units']} of {len(summary['latent_variance'])}")
+          f"active units {summary['active_units']} of {len(summary['latent_variance'])}{layers}")
 
 
 def evaluate_run(args) -> int:
@@ -303,32 +339,36 @@ def diagnose_run(args) -> int:
     psis.histogram().savefig(folder / "khat.png", dpi=100)
     worst_fitted(vae, x, psis.khat).savefig(folder / "worst_fitted.png", dpi=100)
 
+    sites = _sites(vae)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", dg.PosteriorCollapseWarning)
-        collapse = dg.collapse_report(vae.model, vae.guide, x)
-    report["collapse"] = dataclasses.asdict(collapse)
+        collapses = {site: dg.collapse_report(vae.model, vae.guide, x, site=site) for site in sites}
+    report["collapse"] = (dataclasses.asdict(collapses["z"]) if sites == ("z",) else
+                          {site: dataclasses.asdict(c) for site, c in collapses.items()})
 
     gap_x = x[: args.gap_data]
-    if hasattr(vae.guide_family, "head"):
+    if hasattr(getattr(vae, "guide_family", None), "head"):
         gap = dg.amortization_gap(vae.model, vae.guide, gap_x, local_guide=vae.local_guide, steps=args.gap_steps,
                                   num_samples=args.samples)
         report["amortization_gap"] = gap.summary()
     else:
-        report["amortization_gap"] = None  # an IAF guide has no free per-datum parameters
+        report["amortization_gap"] = None  # an IAF guide, or a hierarchy's chain of guides: no local guide
 
-    idata = dg.to_inference_data(vae.model, vae.guide, x[: args.idata], num_samples=args.samples)
+    idata = dg.to_inference_data(vae.model, vae.guide, x[: args.idata], num_samples=args.samples, site=sites)
     idata.to_netcdf(args.run / "posterior.nc")
 
     report["nuts"] = []
+    top = sites[-1]  # NUTS samples every latent; the figure and the means show the top layer's marginal
     for i in range(min(args.nuts, len(x))):
-        reference = dg.reference_posterior(vae.model, x[i : i + 1], num_samples=args.nuts_samples,
+        reference = dg.reference_posterior(vae.model, x[i : i + 1], site=top, num_samples=args.nuts_samples,
                                            warmup=args.nuts_warmup, seed=i)
-        draws = vae.posterior(x[i : i + 1]).sample((args.samples,))
-        dg.overlay(draws, reference, title=f"test image {i}: guide (blue) vs NUTS (orange), R-hat "
+        weights = log_weights(vae.model, vae.guide, x[i : i + 1], num_samples=args.samples)
+        draws = weights.samples[top][:, 0]
+        dg.overlay(draws, reference, title=f"test image {i}: {top} under the guide (blue) vs NUTS (orange), R-hat "
                                            f"{reference.rhat:.3f}").savefig(folder / f"nuts_{i}.png", dpi=100)
-        log_w = log_weights(vae.model, vae.guide, x[i : i + 1], num_samples=args.samples).log_w[:, 0].double()
+        log_w = weights.log_w[:, 0].double()
         kl = (torch.logsumexp(log_w, 0) - math.log(len(log_w)) - log_w.mean()).item()  # log p(x) - ELBO
-        report["nuts"].append({"datum": i, "rhat": reference.rhat, "ess": reference.ess, "kl_q_posterior": kl,
+        report["nuts"].append({"datum": i, "site": top, "rhat": reference.rhat, "ess": reference.ess, "kl_q_posterior": kl,
                                "nuts_mean": reference.mean.tolist(),
                                "guide_mean": draws.reshape(len(draws), -1).mean(0).tolist()})
     write_text(args.run / "diagnostics.json", json.dumps(report, indent=2) + "\n", remedy=f"pyro-vae diagnose {args.run}")
@@ -343,7 +383,8 @@ def diagnose_run(args) -> int:
     for row in report["nuts"]:
         print(f"NUTS on test image {row['datum']}: R-hat {row['rhat']:.3f}, ESS {row['ess']:.0f}; "
               f"KL(q || p(z|x)) = {row['kl_q_posterior']:.2f} nats")
-    print(f"active units {collapse.active_units} of {collapse.num_dims}")
+    for site, collapse in collapses.items():
+        print(f"active units{'' if sites == ('z',) else ' of ' + site}: {collapse.active_units} of {collapse.num_dims}")
     for warning in caught:
         print(f"warning: {warning.message}")
     print(f"wrote {args.run}/: diagnostics.json posterior.nc figures/khat.png figures/worst_fitted.png "

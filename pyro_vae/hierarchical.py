@@ -154,3 +154,61 @@ class HierarchicalVAE(nn.Module):
             z = self.decoders[l](z).sample()
         p_x = self.likelihood(self.decoder(z))
         return p_x.mean if mean else p_x.sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of p(x | z_1 = E_q[z_1|x]): the images through the bottom layer."""
+        return self.layer(1).reconstruct(x)
+
+    def layer(self, l: int) -> LayerView:
+        """Stochastic layer ``l`` (1 = next to x, ``len(z_dims)`` = the top) seen through the
+        one-layer VAE's interface (``z_dim``, ``latent_mean``, ``decode``, ``reconstruct``,
+        ``sample``), which the figures of :mod:`pyro_vae.plots` use; its ``site`` names it."""
+        if not 1 <= l <= len(self.z_dims):
+            raise ValueError(f"layer {l} does not exist: this model has layers 1..{len(self.z_dims)}")
+        return LayerView(self, l)
+
+
+class LayerView:
+    """One layer of a :class:`HierarchicalVAE` with the plotting interface of :class:`~pyro_vae.vae.VAE`.
+
+    ``latent_mean(x)`` is E_q[z_l | x]: exact for the bottom layer, a Monte Carlo
+    average over draws of the layers below for the others. ``decode(z_l)`` is
+    p(x | z_1) where z_1 comes down from z_l through the *means* of
+    p(z_{k-1} | z_k): the usual picture of what a higher latent encodes (the
+    figures say so), not the marginal p(x | z_l), which has no closed form.
+
+    >>> vae = HierarchicalVAE((1, 8, 8), z_dims=(6, 3), hidden=((16,), (8,)))
+    >>> top = vae.layer(2)
+    >>> top.site, top.z_dim, top.decode(torch.zeros(5, 3)).mean.shape
+    ('z2', 3, torch.Size([5, 1, 8, 8]))
+    """
+
+    def __init__(self, vae: HierarchicalVAE, l: int) -> None:
+        self.vae, self.index = vae, l
+        self.site, self.z_dim, self.x_shape = f"z{l}", vae.z_dims[l - 1], vae.x_shape
+        self.decoded_by = "p(x|z1)" if l == 1 else f"p(x|z1), z{l} -> z1 through the means of the layers below"
+
+    def parameters(self):
+        return self.vae.parameters()
+
+    def latent_mean(self, x: torch.Tensor, num_samples: int = 64) -> torch.Tensor:
+        h = x.flatten(-len(self.x_shape))
+        if self.index == 1:
+            return self.vae.encoders[0](h).mean
+        z = self.vae.encoders[0](h).sample((num_samples,))
+        for encoder in self.vae.encoders[1 : self.index - 1]:
+            z = encoder(z).sample()
+        return self.vae.encoders[self.index - 1](z).mean.mean(0)
+
+    def decode(self, z: torch.Tensor):
+        for l in reversed(range(self.index - 1)):
+            z = self.vae.decoders[l](z).mean
+        return self.vae.likelihood(self.vae.decoder(z))
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.latent_mean(x)).mean
+
+    def sample(self, n: int, *, mean: bool = True) -> torch.Tensor:
+        return self.vae.sample(n, mean=mean)

@@ -35,6 +35,16 @@ def _show(ax, images: torch.Tensor, nrow: int, title: str | None = None) -> None
         ax.set_title(title)
 
 
+def _site(vae) -> str:
+    """The latent a figure shows: ``"z"`` for a one-layer VAE, ``"z2"`` for layer 2 of a hierarchy."""
+    return getattr(vae, "site", "z")
+
+
+def _decoded(vae) -> str:
+    """How a figure turns latents into images (a hierarchy's upper layers go down through means)."""
+    return getattr(vae, "decoded_by", "mean of p(x|z)")
+
+
 def _images(vae: VAE, x: torch.Tensor) -> torch.Tensor:
     """Observations as ``(N, C, H, W)`` for display (vectors become one-row images)."""
     return x.reshape(x.shape[0], 1, 1, -1) if len(vae.x_shape) == 1 else x.reshape(x.shape[0], *vae.x_shape)
@@ -84,15 +94,18 @@ def training_curves(metrics: Sequence[dict]) -> Figure:
 def manifold(vae: VAE, n: int = 20) -> Figure:
     """For a 2-D latent space: decoded means over an ``n x n`` grid whose
     coordinates are the standard normal's quantiles at evenly spaced
-    probabilities, as in Kingma & Welling 2014 (fig. 4)."""
+    probabilities, as in Kingma & Welling 2014 (fig. 4). ``vae`` may be a layer
+    of a hierarchy (``HierarchicalVAE.layer(l)``)."""
     if vae.z_dim != 2:
-        raise ValueError(f"the manifold grid needs z_dim=2, this VAE has {vae.z_dim}; use traversals()")
+        raise ValueError(f"the manifold grid needs a 2-D latent, {_site(vae)} has {vae.z_dim} dimensions; "
+                         f"use traversals()")
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.5 / n, 1 - 0.5 / n, n))
     z = torch.stack(torch.meshgrid(q, q.flip(0), indexing="xy"), -1).reshape(-1, 2)
     with torch.no_grad():
         images = vae.decode(z.to(_device(vae))).mean
     fig = Figure(figsize=(7, 7), layout="constrained")
-    _show(fig.subplots(), _images(vae, images), n, "latent manifold (grid through the inverse normal CDF)")
+    _show(fig.subplots(), _images(vae, images), n,
+          f"{_site(vae)} manifold (grid through the inverse normal CDF; {_decoded(vae)})")
     return fig
 
 
@@ -109,11 +122,11 @@ def latent_scatter(vae: VAE, x: torch.Tensor, labels: torch.Tensor | None = None
     """Posterior means E_q[z|x] coloured by label; for z_dim > 2 their
     projection on the first two principal components."""
     z = _latents(vae, x)
-    title = "E_q[z|x]"
+    title = f"E_q[{_site(vae)}|x]"
     if z.shape[1] > 2:
         centred = z - z.mean(0)
         _, _, v = torch.linalg.svd(centred, full_matrices=False)
-        z, title = centred @ v[:2].T, "E_q[z|x], first two principal components"
+        z, title = centred @ v[:2].T, f"{title}, first two principal components"
     elif z.shape[1] == 1:
         z = torch.cat([z, torch.zeros_like(z)], 1)
     fig = Figure(figsize=(6, 5), layout="constrained")
@@ -137,7 +150,9 @@ def traversals(vae: VAE, x: torch.Tensor, n: int = 9, span: float = 3.0, dims: S
     with torch.no_grad():
         images = vae.decode(z.reshape(-1, vae.z_dim)).mean
     fig = Figure(figsize=(n * 0.8, len(dims) * 0.8 + 0.6), layout="constrained")
-    _show(fig.subplots(), _images(vae, images), n, f"traversals of dims {dims} over [-{span:g}, {span:g}]")
+    _show(fig.subplots(), _images(vae, images), n,
+          f"traversals of {_site(vae)} dims {dims} over [-{span:g}, {span:g}]" +
+          ("" if _site(vae) == "z" else f"\n({_decoded(vae)})"))
     return fig
 
 
@@ -149,7 +164,7 @@ def interpolation(vae: VAE, x_a: torch.Tensor, x_b: torch.Tensor, n: int = 10) -
         images = vae.decode((1 - t) * za + t * zb).mean
     fig = Figure(figsize=(n * 0.9 + 1.8, 1.4), layout="constrained")
     _show(fig.subplots(), _images(vae, torch.cat([x_a[None], images, x_b[None]])), n + 2,
-          "x_a | linear interpolation in latent space | x_b")
+          f"x_a | linear interpolation in {_site(vae)} | x_b")
     return fig
 
 
@@ -165,14 +180,21 @@ def worst_fitted(vae: VAE, x: torch.Tensor, khat: torch.Tensor, n: int = 8) -> F
 
 
 def all_figures(vae: VAE, x: torch.Tensor, labels: torch.Tensor | None, metrics: Sequence[dict] | None) -> dict[str, Figure]:
-    """Every figure that fits this VAE, by file stem (what ``pyro-vae plot`` saves)."""
+    """Every figure that fits this VAE, by file stem (what ``pyro-vae plot`` saves).
+
+    A :class:`~pyro_vae.hierarchical.HierarchicalVAE` gets the latent figures of
+    every layer (stems ending in ``_z1``, ``_z2``, ...; each names its layer) and the
+    interpolation in its top layer."""
     figures = {"reconstructions": reconstructions(vae, x), "samples": samples(vae)}
     if metrics:
         figures["training_curves"] = training_curves(metrics)
-    figures["latent_scatter"] = latent_scatter(vae, x, labels)
-    if vae.z_dim == 2:
-        figures["manifold"] = manifold(vae)
-    else:
-        figures["traversals"] = traversals(vae, x)
-    figures["interpolation"] = interpolation(vae, x[0], x[1])
+    layers = [vae.layer(l + 1) for l in range(len(vae.latent_sites))] if hasattr(vae, "layer") else [vae]
+    for view in layers:
+        suffix = "" if view is vae else f"_{view.site}"
+        figures[f"latent_scatter{suffix}"] = latent_scatter(view, x, labels)
+        if view.z_dim == 2:
+            figures[f"manifold{suffix}"] = manifold(view)
+        else:
+            figures[f"traversals{suffix}"] = traversals(view, x)
+    figures["interpolation"] = interpolation(layers[-1], x[0], x[1])
     return figures

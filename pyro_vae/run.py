@@ -19,6 +19,7 @@ import torch
 from inference import CheckpointError, load_checkpoint, save_checkpoint
 from inference.checkpoint import write_text
 from pyro_vae.data import ImageData, load_dataset
+from pyro_vae.hierarchical import HierarchicalVAE
 from pyro_vae.likelihoods import REPRESENTATION_FOR
 from pyro_vae.vae import VAE
 
@@ -31,7 +32,12 @@ class RunError(RuntimeError):
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything that defines a run's data and model (training settings live in ``inference.FitConfig``)."""
+    """Everything that defines a run's data and model (training settings live in ``inference.FitConfig``).
+
+    ``z_dim`` is one size (a :class:`~pyro_vae.vae.VAE`, ``hidden`` its MLP's sizes) or one
+    size per stochastic layer, bottom to top (a :class:`~pyro_vae.hierarchical.HierarchicalVAE`,
+    ``hidden`` one tuple of sizes per layer).
+    """
 
     dataset: str = "mnist"
     representation: str | None = None  # None: the one that fits the likelihood
@@ -40,8 +46,8 @@ class RunConfig:
     guide: str = "diagonal"
     encoder: str = "mlp"
     decoder: str = "mlp"
-    hidden: tuple[int, ...] = (400,)
-    z_dim: int = 2
+    hidden: tuple[int, ...] | tuple[tuple[int, ...], ...] = (400,)
+    z_dim: int | tuple[int, ...] = 2
     limit: int | None = None
     test_limit: int | None = 2000
     validation: int = 1000
@@ -52,9 +58,21 @@ class RunConfig:
     def data_representation(self) -> str:
         return self.representation or REPRESENTATION_FOR[self.likelihood]
 
-    def build(self) -> VAE:
-        return VAE(self.x_shape, self.z_dim, prior=self.prior, likelihood=self.likelihood, guide=self.guide,
-                   encoder=self.encoder, decoder=self.decoder, hidden=self.hidden)
+    @property
+    def z_dims(self) -> tuple[int, ...]:
+        return (self.z_dim,) if isinstance(self.z_dim, int) else tuple(self.z_dim)
+
+    def build(self) -> VAE | HierarchicalVAE:
+        if isinstance(self.z_dim, int):
+            return VAE(self.x_shape, self.z_dim, prior=self.prior, likelihood=self.likelihood, guide=self.guide,
+                       encoder=self.encoder, decoder=self.decoder, hidden=self.hidden)
+        other = [f"--{name} {getattr(self, name)}" for name in ("guide", "encoder", "decoder")
+                 if getattr(self, name) != getattr(RunConfig, name)]
+        if other:
+            raise ValueError(f"{' '.join(other)}: a hierarchical VAE (--z-dim with {len(self.z_dims)} sizes) has "
+                             f"diagonal Gaussian MLP layers; drop these options or give one --z-dim")
+        return HierarchicalVAE(self.x_shape, z_dims=self.z_dims, hidden=self.hidden, prior=self.prior,
+                               likelihood=self.likelihood)
 
     def load_data(self) -> tuple[ImageData, ImageData, ImageData]:
         """(train, validation, test) as this run defines them."""
@@ -78,7 +96,10 @@ class RunConfig:
             )
         fields = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in fields}
-        values["hidden"] = tuple(values.get("hidden", ()))
+        hidden = values.get("hidden", ())
+        values["hidden"] = tuple(tuple(h) if isinstance(h, list) else h for h in hidden)
+        if isinstance(values.get("z_dim"), list):
+            values["z_dim"] = tuple(values["z_dim"])
         values["x_shape"] = tuple(values.get("x_shape", (1, 28, 28)))
         return cls(**values)
 

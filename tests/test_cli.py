@@ -220,3 +220,41 @@ def test_a_full_disk_while_writing_the_summary_says_so(run, tmp_path, capsys, mo
     assert "the previous summary.json is intact" in err and f"pyro-vae evaluate {copy}" in err
     assert (copy / "summary.json").read_text() == before
     assert not list(copy.glob("*.tmp"))
+
+
+def test_a_hierarchical_run_trains_evaluates_plots_and_diagnoses(tmp_path, capsys):
+    """--z-dim with two sizes: a two-layer VAE whose run folder, figures and diagnostics name the layers."""
+    folder = tmp_path / "hvae"
+    tiny = [a for a in TINY if a not in ("--hidden", "32")]
+    assert main(["train", *tiny, "--z-dim", "4", "2", "--hidden", "32", "16", "--out", str(folder)]) == 0
+    config = json.loads((folder / "run.json").read_text())
+    assert config["z_dim"] == [4, 2] and config["hidden"] == [[32], [16]]
+    out = capsys.readouterr().out
+    assert "2 stochastic layers" in out and "(z1: " in out and ", z2: " in out
+    summary = json.loads((folder / "summary.json").read_text())
+    assert set(summary["active_units_by_site"]) == {"z1", "z2"} and len(summary["latent_variance"]) == 2
+    assert summary["elbo"] <= summary["log_px"] + 1e-6
+    stems = {p.stem for p in (folder / "figures").glob("*.png")}
+    assert {"latent_scatter_z1", "traversals_z1", "latent_scatter_z2", "manifold_z2", "interpolation"} <= stems
+    assert main(["evaluate", str(folder)]) == 0
+    argv = ["diagnose", str(folder), "--data", "30", "--samples", "40", "--nuts", "1", "--nuts-samples", "20",
+            "--nuts-warmup", "20", "--idata", "3"]
+    assert main(argv) == 0
+    report = json.loads((folder / "diagnostics.json").read_text())
+    assert set(report["collapse"]) == {"z1", "z2"} and report["collapse"]["z2"]["num_dims"] == 2
+    assert report["amortization_gap"] is None and report["nuts"][0]["site"] == "z2"
+    import arviz as az
+
+    posterior = az.from_netcdf(folder / "posterior.nc").posterior
+    assert posterior["z1"].shape == (1, 40, 3, 4) and posterior["z2"].shape == (1, 40, 3, 2)
+    assert "active units of z1" in capsys.readouterr().out
+
+
+def test_hierarchical_options_that_do_not_fit_are_named(tmp_path, capsys):
+    base = ["train", "--limit", "300", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "x")]
+    err = _error([*base, "--z-dim", "4", "2", "--hidden", "32"], capsys)
+    assert "2 stochastic layers but --hidden gives 1 group" in err and "--hidden 200,200 100,100" in err
+    err = _error([*base, "--z-dim", "4", "2", "--guide", "iaf"], capsys)
+    assert "--guide iaf: a hierarchical VAE" in err and "give one --z-dim" in err
+    err = _error([*base, "--hidden", "32,x"], capsys)
+    assert "sizes must be whole numbers" in err

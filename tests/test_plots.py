@@ -36,7 +36,7 @@ def test_all_figures(z_dim):
 
 
 def test_manifold_needs_two_dims_and_uses_normal_quantiles(monkeypatch):
-    with pytest.raises(ValueError, match="needs z_dim=2, this VAE has 3; use traversals"):
+    with pytest.raises(ValueError, match="needs a 2-D latent, z has 3 dimensions; use traversals"):
         plots.manifold(VAE((1, 8, 8), z_dim=3, hidden=(8,)))
     vae = VAE((1, 8, 8), z_dim=2, hidden=(8,))
     seen = []
@@ -76,3 +76,43 @@ def test_worst_fitted_and_overlay():
     reference = ReferencePosterior(torch.randn(2, 50, 3), rhat=1.0, ess=100.0, inference_data=None)
     figure = overlay(torch.randn(80, 3) + 1, reference)
     assert len(figure.axes) == 9 and _pixels(figure).std() > 0.01
+
+
+def test_hierarchical_figures_name_their_layer():
+    from pyro_vae.hierarchical import HierarchicalVAE
+
+    vae = HierarchicalVAE((1, 8, 8), z_dims=(4, 2), hidden=((16,), (8,)))
+    x = torch.bernoulli(torch.full((30, 1, 8, 8), 0.3))
+    figures = plots.all_figures(vae, x, torch.randint(0, 10, (30,)), None)
+    assert set(figures) == {"reconstructions", "samples", "latent_scatter_z1", "traversals_z1", "latent_scatter_z2",
+                            "manifold_z2", "interpolation"}
+    assert "E_q[z1|x]" in figures["latent_scatter_z1"].axes[0].get_title()
+    assert "E_q[z2|x]" in figures["latent_scatter_z2"].axes[0].get_title()
+    assert "z2 manifold" in figures["manifold_z2"].axes[0].get_title()
+    assert "traversals of z1" in figures["traversals_z1"].axes[0].get_title()
+    assert "in z2" in figures["interpolation"].axes[0].get_title()
+    for name, figure in figures.items():
+        assert _pixels(figure).std() > 0.01, f"{name} is blank"
+    with pytest.raises(ValueError, match="layers 1..2"):
+        vae.layer(3)
+
+
+def test_upper_layer_view_mean_and_decoder():
+    """E_q[z2|x] of a linear z1 -> z2 guide layer is its head at E_q[z1|x] (the Monte Carlo average
+    converges to it), and decoding z2 goes down through the mean of p(z1|z2)."""
+    from pyro_vae.hierarchical import HierarchicalVAE
+
+    torch.manual_seed(0)
+    vae = HierarchicalVAE((1, 8, 8), z_dims=(3, 2), hidden=((16,), ()))
+    x = torch.bernoulli(torch.full((4, 1, 8, 8), 0.3))
+    bottom, top = vae.layer(1), vae.layer(2)
+    with torch.no_grad():
+        z1 = bottom.latent_mean(x)
+        assert torch.allclose(z1, vae.encoders[0](x.flatten(1)).mean)
+        exact = vae.encoders[1](z1).mean  # loc is linear in z1: E[loc(z1)] = loc(E[z1])
+        estimate = top.latent_mean(x, num_samples=20000)
+        assert torch.allclose(estimate, exact, atol=0.02), (estimate, exact)
+        z2 = torch.randn(5, 2)
+        expected = vae.likelihood(vae.decoder(vae.decoders[0](z2).mean)).mean
+        assert torch.allclose(top.decode(z2).mean, expected)
+        assert torch.allclose(vae.reconstruct(x), bottom.decode(z1).mean)

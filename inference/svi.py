@@ -36,6 +36,7 @@ from inference.checkpoint import (
     write_failed,
 )
 from inference.compiled import Captured, CompilerName, compiler_name
+from inference.distributed import ParamModule, Shard, World, all_sum, average_gradients, gather, join, num_steps, shard
 from inference.estimators import NO_GRADIENT, EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
@@ -248,16 +249,19 @@ def _diagnose(model, guide, x, kwargs, params) -> str:
     return "; ".join(found) or "no single site (the loss overflowed)"
 
 
-def _validation_metrics(model, guide, data, batch_size, device, num_samples: int = 1) -> dict:
+def _validation_metrics(model, guide, data, batch_size, device, num_samples: int = 1, world: World = World()) -> dict:
     """Per-datum ELBO, reconstruction and KL on a data set, and with ``num_samples`` K > 1
-    the K-sample bound ``val_iwae`` (from the same K samples of z per datum)."""
+    the K-sample bound ``val_iwae`` (from the same K samples of z per datum); in a process
+    group each rank scores its shard and the sums are reduced."""
     sums = torch.zeros(4, dtype=torch.float64)
     budget = batch_size * num_samples
-    for _, w in iter_log_weights(model, guide, data, num_samples=num_samples, budget=budget, device=device):
+    shard_data = Shard(data, world) if world.distributed else data
+    for _, w in iter_log_weights(model, guide, shard_data, num_samples=num_samples, budget=budget, device=device,
+                                 progress=False):
         iwae = torch.logsumexp(w.log_w, 0) - math.log(num_samples)
         terms = [w.log_w.mean(0), w.log_lik.mean(0), (w.log_q - w.log_prior).mean(0), iwae]
         sums += torch.stack([t.sum() for t in terms]).cpu()
-    elbo, rec, kl, iwae = (sums / len(data)).tolist()
+    elbo, rec, kl, iwae = (torch.tensor(all_sum(sums.tolist(), world)) / len(data)).tolist()
     row = {"val_elbo": elbo, "val_reconstruction": rec, "val_kl": kl}
     return row | {"val_iwae": iwae} if num_samples > 1 else row
 
@@ -275,6 +279,7 @@ def fit(
     device: str | torch.device | None = None,
     beta: Factor = 1.0,
     lr_schedule=None,
+    reshard: bool = False,
     **settings,
 ) -> FitResult:
     """Fit ``guide`` to ``model`` by minibatch SVI.
@@ -304,6 +309,15 @@ def fit(
     :param lr_schedule: a schedule of the epoch from :mod:`inference.lr_schedules` (e.g.
         ``Staged()``, ``Cosine(epochs=100)``): its factor multiplies ``lr``.
         Early stopping (``patience``) needs ``validation``.
+    :param reshard: resume a checkpoint made by another number of processes (see
+        below); the ranks without a saved random-number state get fresh seeds, so
+        the continuation is not the one the original group would have drawn.
+
+    Under ``torchrun`` (see :mod:`inference.distributed`) ``fit`` trains data-parallel
+    on every process: each epoch's order is sharded across the ranks (``batch_size``
+    per rank), gradients are averaged by ``DistributedDataParallel``, the metrics are
+    global, rank 0 alone writes files, and a group restarted by ``torchrun
+    --max-restarts`` resumes from the last checkpoint by itself.
     :param settings: the fields of :class:`FitConfig` (``estimator``, ``lr``, ``epochs``, ``compile``, ...).
 
     Compiled steps (``compile=True``; see :mod:`inference.compiled`): the
@@ -345,8 +359,11 @@ def fit(
     data = as_dataset(data)
     validation = as_dataset(validation) if validation is not None else None
     n = len(data)
+    world, device = join(device)
     run_dir = Path(run_dir) if run_dir is not None else None
     checkpoint_path = run_dir / CHECKPOINT_NAME if run_dir is not None else None
+    if world.restarts and checkpoint_path is not None and checkpoint_path.exists():
+        resume = True  # torchrun restarted the group after a failure: continue from the last checkpoint
     if resume and checkpoint_path is None:
         raise ValueError("resume=True needs the run_dir of the run to continue")
     saved = None
@@ -356,6 +373,13 @@ def fit(
             if saved is None:
                 raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT_NAME} in {run_dir}; drop resume=True to start")
             _check_same_run(FitConfig.from_dict(saved["config"]), config, checkpoint_path)
+            made_by = saved.get("world_size", 1)
+            if made_by != world.size and not reshard:
+                raise CheckpointError(
+                    f"{checkpoint_path} was made by {made_by} process(es) and this run has {world.size}: each rank's "
+                    f"random numbers and shard depend on the world size; resume with {made_by}, or pass "
+                    f"reshard=True (pyro-vae train --reshard) to continue with {world.size}"
+                )
         elif checkpoint_path.exists():
             raise CheckpointError(
                 f"{run_dir} already holds a run; pass resume=True to continue it, or choose another run_dir"
@@ -392,6 +416,23 @@ def fit(
             mode="reduce-overhead" if probe.device.type == "cuda" and config.compiler == "inductor" else None,
         )
     del probe
+    ddp = None
+    if world.distributed and step_loss is None:
+        if not hasattr(elbo, "differentiable_loss"):
+            raise ValueError(f"estimator {config.estimator!r} has no differentiable loss, which DistributedDataParallel "
+                             f"differentiates; train it in one process, or choose trace, mean_field, stl, iwae, "
+                             f"renyi or dreg")
+        constraints = pyro.get_param_store().get_state()["constraints"]
+        holder = ParamModule(params, lambda x: elbo.differentiable_loss(scaled.model, scaled.guide, x, **kwargs),
+                             constraints={name: constraints[name] for name in params if name in constraints})
+        cuda = device is not None and torch.device(device).type == "cuda"
+        ddp = torch.nn.parallel.DistributedDataParallel(holder, device_ids=[torch.device(device).index] if cuda else None)
+        params = dict(zip(params, holder.trained))  # the same storage; what the optimizer steps
+        param_list = holder.trained
+    elif world.distributed:  # compiled steps: every rank starts from rank 0's parameters, as DDP would
+        with torch.no_grad():
+            for p in param_list:
+                torch.distributed.broadcast(p, src=0)
     make_optimizer = choose(OPTIMIZERS, config.optimizer, what="optimizer")
     optimizer = make_optimizer(param_list, lr=config.lr, betas=config.betas, eps=config.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, config.lr_factor)
@@ -410,17 +451,24 @@ def fit(
         if best["epoch"] is not None and best_path.exists():
             best_params = load_checkpoint(best_path)["params"]
         shuffle.set_state(saved["shuffle"])
-        load_data_state(data, saved["data_state"])
-        set_rng_state(saved["rng"])
+        ranks = saved.get("ranks") or [{"rng": saved["rng"], "data_state": saved["data_state"]}]
+        if world.rank < len(ranks):
+            load_data_state(data, ranks[world.rank]["data_state"])
+            set_rng_state(ranks[world.rank]["rng"])
+        else:  # reshard=True onto more ranks than saved their state
+            pyro.set_rng_seed(config.seed + world.rank + 7919 * saved["step"])
         step, epoch, position, metrics = saved["step"], saved["epoch"], saved["position"], list(saved["metrics"])
         trained = saved["train_seconds"]
         order = saved["order"] if position else None
         log.info("resumed %s at epoch %d, step %d", checkpoint_path, epoch, step)
     else:
-        pyro.set_rng_seed(config.seed)
+        pyro.set_rng_seed(config.seed + world.rank)
 
     def checkpoint():
         if checkpoint_path is None:
+            return
+        ranks = gather({"rng": rng_state(), "data_state": data_state(data)}, world)  # every rank takes part
+        if not world.is_main:
             return
         save_checkpoint(
             checkpoint_path,
@@ -439,13 +487,15 @@ def fit(
                 "metrics": metrics,
                 "train_seconds": trained,
                 "best": best,
+                "world_size": world.size,
+                "ranks": ranks,
             },
         )
 
-    num_batches = math.ceil(n / config.batch_size)
+    num_batches = num_steps(n, config.batch_size, world.size)
     total = config.epochs * num_batches if config.max_steps is None else min(config.max_steps, config.epochs * num_batches)
     started = time.perf_counter()
-    bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not progress)
+    bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not (progress and world.is_main))
     def budget_left() -> bool:
         return (config.max_steps is None or step < config.max_steps) and (
             config.max_seconds is None or trained < config.max_seconds
@@ -460,7 +510,8 @@ def fit(
                 loss_sum, seen = 0.0, 0
                 while position < num_batches and budget_left():
                     step_start = time.perf_counter()
-                    index = order[position * config.batch_size : (position + 1) * config.batch_size]
+                    index = shard(order, position, config.batch_size, world)
+                    step_len = len(order[position * config.batch_size * world.size:][: config.batch_size * world.size])
                     x = data.batch(index)
                     x = x.to(device) if device is not None else x
                     scaled.step = step
@@ -470,8 +521,13 @@ def fit(
                         if step_loss.num_graphs == 0:
                             bar.set_postfix_str("capturing and compiling the step", refresh=True)
                         loss, step_grads, grad_sum = step_loss(x)
+                        average_gradients(step_grads, world)
                         for p, g in zip(param_list, step_grads):
                             p.grad = g
+                    elif ddp is not None:  # DDP averages the gradients over the ranks during backward
+                        loss = ddp(x)
+                        loss.backward()
+                        loss = loss.detach()
                     else:
                         loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
                     grads = [p.grad for p in param_list if p.grad is not None]
@@ -484,6 +540,9 @@ def fit(
                         gauge_name = "sum"
                         gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
+                    if world.distributed:  # the global loss; every rank sees a non-finite value; one clock
+                        value, gauge, clock = all_sum([value, gauge, trained + time.perf_counter() - step_start], world)
+                        value /= world.size
                     value = value if has_loss else math.nan
                     # a sum of finite entries can still overflow: look closer before stopping
                     finite_grads = math.isfinite(gauge) or (
@@ -506,11 +565,12 @@ def fit(
                         )
                     optimizer.step()
                     step, position = step + 1, position + 1
-                    loss_sum += value / (per_datum or len(index)) * len(index)
-                    seen += len(index)
+                    scale = per_datum or step_len / world.size  # data behind one rank's loss value
+                    loss_sum += value / scale * step_len
+                    seen += step_len
                     bar.update(1)
-                    bar.set_postfix(loss=f"{value / (per_datum or len(index)):.4g}", beta=f"{scaled.beta:.3g}", refresh=False)
-                    trained += time.perf_counter() - step_start
+                    bar.set_postfix(loss=f"{value / scale:.4g}", beta=f"{scaled.beta:.3g}", refresh=False)
+                    trained = clock / world.size if world.distributed else trained + time.perf_counter() - step_start
                     if config.checkpoint_every and step % config.checkpoint_every == 0 and position < num_batches:
                         checkpoint()
                 if position < num_batches:  # stopped by max_steps or max_seconds inside an epoch
@@ -527,15 +587,15 @@ def fit(
                 }
                 if validation is not None:
                     row.update(_validation_metrics(model, guide, validation, config.batch_size, device,
-                                                   config.validation_samples))
+                                                   config.validation_samples, world))
                     if config.patience is not None:
                         best_params = _watch(best, row[watched], epoch, params, best_params, config.patience,
-                                             run_dir)
+                                             run_dir if world.is_main else None)
                 metrics.append(row)
                 scheduler.step()
                 epoch, position, order = epoch + 1, 0, None
                 checkpoint()
-                _append_csv(run_dir, row)
+                _append_csv(run_dir if world.is_main else None, row)
                 log.info("epoch %d: %s", epoch, row)
                 for callback in callbacks:
                     callback(row)

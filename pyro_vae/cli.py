@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     fitting.add_argument("--eval-samples", type=int, default=1000, help="importance samples per test image")
     fitting.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<dataset>-<time>)")
     fitting.add_argument("--resume", action="store_true", help="continue the run in --out")
+    fitting.add_argument("--reshard", action="store_true",
+                         help="with --resume under torchrun: continue a run saved by another number of processes")
     fitting.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     compare = commands.add_parser("compare", help="compare gradient estimators: an SNR table and a timed race",
@@ -223,13 +225,60 @@ def _figures(run_dir: Path, vae, config: RunConfig, test, device) -> list[Path]:
 
 
 def train(args) -> int:
-    device = _device(args.device)
+    from inference.distributed import broadcast, join
+
+    world, device = join(_device(args.device))  # under torchrun: this rank's place and device
+    args.resume = args.resume or (world.restarts > 0 and args.out is not None and (args.out / "run.json").exists())
     z_dim, hidden = _shape(args.z_dim, args.hidden)
     config = RunConfig(dataset=args.dataset, representation=args.representation, prior=args.prior,
                        likelihood=args.likelihood, guide=args.guide, encoder=args.encoder, decoder=args.decoder,
                        hidden=hidden, z_dim=z_dim, limit=args.limit, test_limit=args.test_limit,
                        validation=args.validation, seed=args.seed)
-    run_dir = args.out or Path("runs") / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = broadcast(args.out or Path("runs") / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}", world)
+    refused = None
+    if world.is_main:  # rank 0 checks the run folder; every rank stops on its word
+        try:
+            _check_run_dir(args, config, run_dir)
+        except RunError as error:
+            refused = str(error)
+    refused = broadcast(refused, world)
+    if refused:
+        raise RunError(refused)
+    train_data, validation, test = config.load_data()
+    config = dataclasses.replace(config, x_shape=train_data.x_shape)
+    torch.manual_seed(args.seed)
+    vae = config.build().to(device)
+    if world.is_main:
+        write_config(run_dir, config)
+        what = (f"z_dim={config.z_dim}, {config.prior} prior, {config.guide} guide" if isinstance(config.z_dim, int)
+                else f"{len(config.z_dims)} stochastic layers z_dims={config.z_dims}, {config.prior} prior on the top one")
+        ranks = f" on {world.size} processes" if world.distributed else ""
+        print(f"training {config.likelihood} VAE ({what}) on {len(train_data)} {config.dataset} images "
+              f"({config.data_representation}){ranks}; run folder {run_dir}")
+    started = time.perf_counter()
+    result = fit(vae.model, vae.guide, train_data, validation=validation, run_dir=run_dir, resume=args.resume,
+                 progress=not args.no_progress, device=device, beta=_beta(args), estimator=args.estimator,
+                 num_particles=args.particles, free_bits=args.free_bits, epochs=args.epochs,
+                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, compile=args.compile,
+                 lr_schedule=LR_SCHEDULE_CHOICES[args.lr_schedule](args), eps=args.adam_eps,
+                 validation_samples=args.validation_samples, patience=args.patience, latent_sites=_sites(vae),
+                 reshard=args.reshard)
+    train_seconds = time.perf_counter() - started
+    if not world.is_main:  # rank 0 scores the model and writes the rest of the run folder
+        return 0
+    save_model(run_dir, vae, config)
+    summary = {"train_seconds": train_seconds, "epochs": result.epoch, "steps": result.step,
+               "eval_samples": args.eval_samples, **({"processes": world.size} if world.distributed else {}),
+               **_summary(vae, test, config, args.eval_samples, device, not args.no_progress, args.compile)}
+    _write_summary(run_dir, summary)
+    figures = _figures(run_dir, vae, config, test, device)
+    _print_summary(summary)
+    print(f"wrote {run_dir}/: run.json checkpoint.pt model.pt metrics.csv summary.json figures/ ({len(figures)} PNGs)")
+    return 0
+
+
+def _check_run_dir(args, config: RunConfig, run_dir: Path) -> None:
+    """A new run needs an empty folder; a resumed one the same data and model options."""
     if args.resume:
         saved = dataclasses.asdict(read_config(run_dir))
         asked = dataclasses.asdict(config)
@@ -240,32 +289,6 @@ def train(args) -> int:
                            f"repeat them exactly to resume")
     elif (run_dir / "run.json").exists():
         raise RunError(f"{run_dir} already holds a run; add --resume to continue it, or choose another --out")
-    train_data, validation, test = config.load_data()
-    config = dataclasses.replace(config, x_shape=train_data.x_shape)
-    torch.manual_seed(args.seed)
-    vae = config.build().to(device)
-    write_config(run_dir, config)
-    what = (f"z_dim={config.z_dim}, {config.prior} prior, {config.guide} guide" if isinstance(config.z_dim, int) else
-            f"{len(config.z_dims)} stochastic layers z_dims={config.z_dims}, {config.prior} prior on the top one")
-    print(f"training {config.likelihood} VAE ({what}) "
-          f"on {len(train_data)} {config.dataset} images ({config.data_representation}); run folder {run_dir}")
-    started = time.perf_counter()
-    result = fit(vae.model, vae.guide, train_data, validation=validation, run_dir=run_dir, resume=args.resume,
-                 progress=not args.no_progress, device=device, beta=_beta(args), estimator=args.estimator,
-                 num_particles=args.particles, free_bits=args.free_bits, epochs=args.epochs,
-                 batch_size=args.batch_size, lr=args.lr, seed=args.seed, compile=args.compile,
-                 lr_schedule=LR_SCHEDULE_CHOICES[args.lr_schedule](args), eps=args.adam_eps,
-                 validation_samples=args.validation_samples, patience=args.patience, latent_sites=_sites(vae))
-    train_seconds = time.perf_counter() - started
-    save_model(run_dir, vae, config)
-    summary = {"train_seconds": train_seconds, "epochs": result.epoch, "steps": result.step,
-               "eval_samples": args.eval_samples,
-               **_summary(vae, test, config, args.eval_samples, device, not args.no_progress, args.compile)}
-    _write_summary(run_dir, summary)
-    figures = _figures(run_dir, vae, config, test, device)
-    _print_summary(summary)
-    print(f"wrote {run_dir}/: run.json checkpoint.pt model.pt metrics.csv summary.json figures/ ({len(figures)} PNGs)")
-    return 0
 
 
 def _print_summary(summary: dict) -> None:

@@ -496,9 +496,11 @@ def fit(
     total = config.epochs * num_batches if config.max_steps is None else min(config.max_steps, config.epochs * num_batches)
     started = time.perf_counter()
     bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not (progress and world.is_main))
+    clock = trained  # the time budget's clock: in a process group, the ranks' mean, the same on every rank
+
     def budget_left() -> bool:
         return (config.max_steps is None or step < config.max_steps) and (
-            config.max_seconds is None or trained < config.max_seconds
+            config.max_seconds is None or clock < config.max_seconds
         )
 
     try:
@@ -542,7 +544,7 @@ def fit(
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
                     if world.distributed:  # the global loss; every rank sees a non-finite value; one clock
                         value, gauge, clock = all_sum([value, gauge, trained + time.perf_counter() - step_start], world)
-                        value /= world.size
+                        value, clock = value / world.size, clock / world.size
                     value = value if has_loss else math.nan
                     # a sum of finite entries can still overflow: look closer before stopping
                     finite_grads = math.isfinite(gauge) or (
@@ -570,7 +572,8 @@ def fit(
                     seen += step_len
                     bar.update(1)
                     bar.set_postfix(loss=f"{value / scale:.4g}", beta=f"{scaled.beta:.3g}", refresh=False)
-                    trained = clock / world.size if world.distributed else trained + time.perf_counter() - step_start
+                    trained += time.perf_counter() - step_start
+                    clock = clock if world.distributed else trained
                     if config.checkpoint_every and step % config.checkpoint_every == 0 and position < num_batches:
                         checkpoint()
                 if position < num_batches:  # stopped by max_steps or max_seconds inside an epoch
@@ -601,6 +604,8 @@ def fit(
                     callback(row)
     finally:
         bar.close()
+    if world.distributed:  # return on every rank once rank 0's files are written (a next fit may read them)
+        torch.distributed.barrier()
     if best_params is not None and (best["stopped"] or epoch >= config.epochs):  # end with the best parameters
         with torch.no_grad():
             for name, p in params.items():

@@ -123,3 +123,21 @@ def test_resuming_with_another_world_size_is_refused_unless_resharded(runs, tmp_
     model, guide = ddp_worker.program("vae")
     result = fit(model, guide, ddp_worker.images(), run_dir=run, resume=True, reshard=True, epochs=4, **options)
     assert result.epoch == 4 and result.step == 12 + 8  # one more epoch of 8 single-process steps
+
+
+def test_pyro_vae_train_runs_under_torchrun(tmp_path):
+    """The command line as documented: rank 0 writes the whole run folder once; the summary says how many processes."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "pyro_vae.cli",
+               "train", "--limit", "300", "--test-limit", "40", "--validation", "30", "--epochs", "2", "--hidden", "16",
+               "--batch-size", "32", "--eval-samples", "20", "--no-progress", "--out", str(out)]
+    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("training bernoulli VAE") == 1 and "on 2 processes" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["elbo"] <= summary["log_px"] + 1e-6
+    with (out / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    # 270 training images, 32 per rank: 5 global steps of 64 (the last one 14 images, 7 per rank) per epoch
+    assert [int(r["step"]) for r in rows] == [5, 10] and all("val_elbo" in r for r in rows)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every CUDA check and GPU benchmark of the project, in one call on a lent GPU machine (about 6 minutes):
+# Every CUDA check and GPU benchmark of the project, in one call on a lent GPU machine (about 8 minutes):
 # the CUDA-marked tests, and the SVI throughput on cuda (hand loop eager and compiled, Pyro, fit eager and
 # compiled; batch 128 and 512, and IWAE with K = 5), and fit under torchrun with NCCL. Figures go to BENCHMARKS.md with the card's name.
 #   here:  bash benchmarks/device_prepare.sh            (wheels and MNIST into .device/)

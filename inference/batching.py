@@ -1,7 +1,9 @@
 """What the trainer and the evaluator need of a data set, and a wrapper for plain tensors.
 
-A data set is anything with ``__len__`` and ``batch(index) -> tensor`` (the
-observations at a ``LongTensor`` of indices). If it draws random numbers of
+A data set is anything with ``__len__`` and ``batch(index)``: the
+observations at a ``LongTensor`` of indices, as one tensor, or as a tuple of
+tensors ``(x, y, ...)`` that the model and guide take as their positional
+arguments (labels for a conditional model: :func:`as_args`). If it draws random numbers of
 its own (dynamic binarization), it also has ``state_dict()`` and
 ``load_state_dict(state)`` so a resumed run draws the same numbers.
 :class:`pyro_vae.data.ImageData` is one; a plain tensor is wrapped in
@@ -47,6 +49,21 @@ def as_dataset(data) -> Dataset:
     if isinstance(data, Dataset):
         return data
     raise TypeError(f"data must be a tensor or have __len__ and batch(index), got {type(data).__name__}")
+
+
+def as_args(batch) -> tuple:
+    """A batch as the model's and guide's positional arguments: a tensor is one argument,
+    a tuple or list ``(x, y, ...)`` several.
+
+    >>> [a.shape for a in as_args(torch.zeros(4, 2))], len(as_args((torch.zeros(4, 2), torch.zeros(4))))
+    ([torch.Size([4, 2])], 2)
+    """
+    return tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+
+
+def args_to(args: tuple, device) -> tuple:
+    """The arguments on ``device`` (unchanged when ``device`` is ``None``)."""
+    return args if device is None else tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in args)
 
 
 def nonfinite_rows(x: torch.Tensor) -> torch.Tensor:

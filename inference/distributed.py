@@ -139,7 +139,7 @@ class Shard:
 
 
 class ParamModule(nn.Module):
-    """The trained parameters of a Pyro program as one ``nn.Module`` whose ``forward(x)`` is ``loss(x)``:
+    """The trained parameters of a Pyro program as one ``nn.Module`` whose ``forward(*batch)`` is ``loss(*batch)``:
     what :class:`~torch.nn.parallel.DistributedDataParallel` needs.
 
     ``params`` maps names to the unconstrained tensors Pyro's param store holds.
@@ -147,7 +147,8 @@ class ParamModule(nn.Module):
     program's networks use the very tensor DDP watches. A plain ``pyro.param``
     tensor gets an ``nn.Parameter`` that shares its storage (the optimizer's
     in-place updates reach the param store); ``forward`` substitutes its
-    constrained value for the ``pyro.param`` site, so the gradient reaches it.
+    constrained value for the ``pyro.param`` site, so the gradient reaches it. ``forward`` takes
+    the batch's arguments (``x``, or ``x, y, ...``).
     :attr:`trained` lists the tensors to optimize, in the order of ``params``.
     """
 
@@ -164,13 +165,13 @@ class ParamModule(nn.Module):
             self.register_parameter(f"p{i}", held)
             self.trained.append(held)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, *args: torch.Tensor) -> torch.Tensor:
         if not self.substituted:
-            return self.loss(x)
+            return self.loss(*args)
         values = {name: transform_to(self.constraints[name])(p) if name in self.constraints else p
                   for name, p in self.substituted.items()}
         with poutine.substitute(data=values):
-            return self.loss(x)
+            return self.loss(*args)
 
 
 def all_sum(values: list[float], world: World, device=None) -> list[float]:

@@ -24,6 +24,8 @@ name              Pyro class                                   reference
                   TraceSTL_ELBO`
 ``dreg``          :class:`~inference.path_derivative.          Tucker et al. 2019
                   DReG_ELBO` (K = ``num_particles``)
+``enum``          :class:`~inference.enumeration.EnumELBO`     exact sums over discrete
+                  (Pyro's ``TraceEnum_ELBO``)                  latents (Kingma et al. 2014)
 ================  ===========================================  =========================
 
 ``iwae`` and ``renyi`` with ``num_particles=K`` are the K-sample bounds; with
@@ -31,7 +33,7 @@ name              Pyro class                                   reference
 
 Compiled steps (``fit(..., compile=True)``, :mod:`inference.compiled`) take
 ``trace``, ``mean_field``, ``stl``, ``iwae``, ``renyi`` and ``dreg`` (and free
-bits on ``trace`` and ``mean_field``); ``graph`` and ``tail_adaptive`` run eagerly only. ``tail_adaptive`` only gives gradients: its
+bits on ``trace`` and ``mean_field``); ``graph``, ``tail_adaptive`` and ``enum`` run eagerly only. ``tail_adaptive`` only gives gradients: its
 loss value is a surrogate, it ignores site scales (plate subsampling, the beta
 handler) and it needs ``num_particles > 1``; monitor training with another
 estimator.
@@ -52,10 +54,11 @@ from pyro.infer import (
 )
 
 from inference.options import choose
+from inference.enumeration import EnumELBO
 from inference.path_derivative import DReG_ELBO, TraceSTL_ELBO
 from inference.renyi import RenyiBound
 
-EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg"]
+EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg", "enum"]
 
 
 def _renyi(alpha: float = 0.0, num_particles: int = 1, max_plate_nesting: int = 1, **_) -> RenyiBound:
@@ -80,6 +83,7 @@ ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "tail_adaptive": _tail_adaptive,
     "stl": TraceSTL_ELBO,
     "dreg": lambda num_particles, max_plate_nesting, **_: DReG_ELBO(num_particles, max_plate_nesting),
+    "enum": EnumELBO,
 }
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from pyro import poutine
 
-from inference.batching import as_dataset
+from inference.batching import args_to, as_args, as_dataset
 from inference.free_bits import kl_per_dim
 from inference.weights import iter_log_weights, particle_traces
 
@@ -130,8 +130,7 @@ def evaluate(
     per_datum = {key: torch.cat(values).cpu() for key, values in sums.items()}
     variances = {site: torch.cat(m).var(0, unbiased=False).tolist() for site, m in means.items()}
     latent_variance = variances.get(latent_site, [])
-    sample = data.batch(torch.arange(min(n, mi_data)))
-    sample = sample.to(device) if device is not None else sample
+    sample = args_to(as_args(data.batch(torch.arange(min(n, mi_data)))), device)
     return Evaluation(
         num_data=n,
         num_samples=num_samples,
@@ -145,8 +144,8 @@ def evaluate(
         latent_variance=latent_variance,
         active_units=sum(v > 0.01 for v in latent_variance),
         seconds=time.perf_counter() - start,
-        kl_per_dim=kl_per_dimension(model, guide, sample, site=latent_site, max_plate_nesting=max_plate_nesting),
-        mutual_information=mutual_information(guide, sample, site=latent_site),
+        kl_per_dim=kl_per_dimension(model, guide, *sample, site=latent_site, max_plate_nesting=max_plate_nesting),
+        mutual_information=mutual_information(guide, *sample, site=latent_site),
         active_units_by_site={site: sum(v > 0.01 for v in var) for site, var in variances.items()},
     )
 
@@ -157,7 +156,7 @@ def _standard_error(values: torch.Tensor) -> float:
 
 @torch.no_grad()
 def kl_per_dimension(
-    model, guide, x: torch.Tensor, *, site: str = "z", num_samples: int = 32, max_plate_nesting: int = 1
+    model, guide, *args: torch.Tensor, site: str = "z", num_samples: int = 32, max_plate_nesting: int = 1
 ) -> list[float] | None:
     """KL(q(z_u|x) || p(z_u)) per latent dimension u, averaged over ``x``.
 
@@ -166,7 +165,8 @@ def kl_per_dimension(
     Monte Carlo with ``num_samples`` draws otherwise. ``None`` when either
     does not factorize (a full-covariance guide, a mixture prior).
     """
-    model_trace, guide_trace = particle_traces(model, guide, x, num_samples=num_samples, max_plate_nesting=max_plate_nesting)
+    model_trace, guide_trace = particle_traces(model, guide, *args, num_samples=num_samples,
+                                               max_plate_nesting=max_plate_nesting)
     if site not in guide_trace.nodes or site not in model_trace.nodes:
         return None
     try:
@@ -177,12 +177,12 @@ def kl_per_dimension(
 
 
 @torch.no_grad()
-def mutual_information(guide, x: torch.Tensor, *, site: str = "z") -> float | None:
+def mutual_information(guide, *args: torch.Tensor, site: str = "z") -> float | None:
     """I(x; z) under the aggregate posterior q(z) = (1/M) sum_j q(z|x_j) of the
     M data in ``x`` (Hoffman & Johnson 2016): E[log q(z_i|x_i) - log q(z_i)]
     with one z_i ~ q(z|x_i) per datum. It is at most log M.
     """
-    trace = poutine.trace(guide).get_trace(x)
+    trace = poutine.trace(guide).get_trace(*args)
     if site not in trace.nodes:
         return None
     q, z = trace.nodes[site]["fn"], trace.nodes[site]["value"]

@@ -26,7 +26,7 @@ from pyro import poutine
 from pyro.optim.clipped_adam import ClippedAdam
 from tqdm.auto import tqdm
 
-from inference.batching import as_dataset, data_state, full_view, listed, load_data_state, nonfinite_rows
+from inference.batching import args_to, as_args, as_dataset, data_state, full_view, listed, load_data_state, nonfinite_rows
 from inference.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -206,10 +206,10 @@ def _validate_whole(model, datasets: dict) -> None:
                 raise type(error)(f"the {name} set is refused before training: {error}") from None
 
 
-def _discover_params(elbo, model, guide, x, kwargs, has_loss) -> dict[str, torch.Tensor]:
+def _discover_params(elbo, model, guide, args, kwargs, has_loss) -> dict[str, torch.Tensor]:
     """Run the objective once (with validation on) and collect its parameters, as Pyro's SVI does."""
     with poutine.trace(param_only=True) as capture, pyro.validation_enabled(True):
-        loss = backward(elbo, model, guide, x, **kwargs)
+        loss = backward(elbo, model, guide, *args, **kwargs)
     if has_loss and not torch.isfinite(loss):
         raise NonFiniteError(f"the loss is {loss.item()} before any training step: check the data and the initialization")
     params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
@@ -220,20 +220,21 @@ def _discover_params(elbo, model, guide, x, kwargs, has_loss) -> dict[str, torch
     return dict(sorted(params.items()))
 
 
-def _bad_rows(x, index) -> str | None:
-    """The data set indices of the batch rows that hold NaN or inf, or ``None`` if every value is finite."""
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() == 0 or torch.isfinite(x).all():
+def _bad_rows(args, index) -> str | None:
+    """The data set indices of the batch rows that hold NaN or inf (in any argument), or ``None`` if every value is finite."""
+    floats = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() > 0]
+    if all(torch.isfinite(a).all() for a in floats):
         return None
-    rows = index[nonfinite_rows(x).cpu()]
+    rows = index[torch.cat([nonfinite_rows(a) for a in floats]).unique().cpu()]
     return f"{len(rows)} row{'s' if len(rows) != 1 else ''} {listed(rows.tolist())}"
 
 
-def _diagnose(model, guide, x, kwargs, params) -> str:
+def _diagnose(model, guide, args, kwargs, params) -> str:
     """Name the sites whose log-density and the parameters whose gradient are not finite."""
     found = []
     try:
-        guide_trace = poutine.trace(guide).get_trace(x, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, **kwargs)
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
         for where, trace in (("guide", guide_trace), ("model", model_trace)):
             for name, site in trace.nodes.items():
                 if site["type"] == "sample":
@@ -284,7 +285,8 @@ def fit(
 ) -> FitResult:
     """Fit ``guide`` to ``model`` by minibatch SVI.
 
-    ``model`` and ``guide`` are any Pyro programs taking a batch ``x``; if the
+    ``model`` and ``guide`` are any Pyro programs taking a batch ``x`` (or, when the
+    data set's ``batch(index)`` gives a tuple such as ``(x, y)``, its entries); if the
     model takes a ``num_data`` keyword (as :class:`pyro_vae.VAE` does) it gets
     the data set's size, so that its ``"data"`` plate scales the loss to the
     full-data ELBO. The reported ``train_loss`` is per datum.
@@ -398,8 +400,7 @@ def fit(
 
     _validate_whole(model, {"training": data, "validation": validation})
     before = data_state(data)
-    probe = data.batch(torch.arange(min(n, config.batch_size)))
-    probe = probe.to(device) if device is not None else probe
+    probe = args_to(as_args(data.batch(torch.arange(min(n, config.batch_size)))), device)
     # tail_adaptive gives gradients only: its loss value is +inf by design
     has_loss = config.estimator != "tail_adaptive"
     params = _discover_params(elbo, scaled.model, scaled.guide, probe, kwargs, has_loss)
@@ -408,12 +409,12 @@ def fit(
     step_loss = None
     if step_loss_fn is not None:
         step_loss = Captured(
-            lambda x: step_loss_fn(scaled.model, scaled.guide, x, **kwargs),
+            lambda *args: step_loss_fn(scaled.model, scaled.guide, *args, **kwargs),
             params=param_list,
             gradients=True,
             scales=[scaled.handler],
             compiler=config.compiler,
-            mode="reduce-overhead" if probe.device.type == "cuda" and config.compiler == "inductor" else None,
+            mode="reduce-overhead" if probe[0].device.type == "cuda" and config.compiler == "inductor" else None,
         )
     del probe
     ddp = None
@@ -423,7 +424,7 @@ def fit(
                              f"differentiates; train it in one process, or choose trace, mean_field, stl, iwae, "
                              f"renyi or dreg")
         constraints = pyro.get_param_store().get_state()["constraints"]
-        holder = ParamModule(params, lambda x: elbo.differentiable_loss(scaled.model, scaled.guide, x, **kwargs),
+        holder = ParamModule(params, lambda *args: elbo.differentiable_loss(scaled.model, scaled.guide, *args, **kwargs),
                              constraints={name: constraints[name] for name in params if name in constraints})
         cuda = device is not None and torch.device(device).type == "cuda"
         ddp = torch.nn.parallel.DistributedDataParallel(holder, device_ids=[torch.device(device).index] if cuda else None)
@@ -514,24 +515,23 @@ def fit(
                     step_start = time.perf_counter()
                     index = shard(order, position, config.batch_size, world)
                     step_len = len(order[position * config.batch_size * world.size:][: config.batch_size * world.size])
-                    x = data.batch(index)
-                    x = x.to(device) if device is not None else x
+                    args = args_to(as_args(data.batch(index)), device)
                     scaled.step = step
                     optimizer.zero_grad(set_to_none=True)
                     grad_sum = None
                     if step_loss is not None:
                         if step_loss.num_graphs == 0:
                             bar.set_postfix_str("capturing and compiling the step", refresh=True)
-                        loss, step_grads, grad_sum = step_loss(x)
+                        loss, step_grads, grad_sum = step_loss(*args)
                         average_gradients(step_grads, world)
                         for p, g in zip(param_list, step_grads):
                             p.grad = g
                     elif ddp is not None:  # DDP averages the gradients over the ranks during backward
-                        loss = ddp(x)
+                        loss = ddp(*args)
                         loss.backward()
                         loss = loss.detach()
                     else:
-                        loss = backward(elbo, scaled.model, scaled.guide, x, **kwargs)
+                        loss = backward(elbo, scaled.model, scaled.guide, *args, **kwargs)
                     grads = [p.grad for p in param_list if p.grad is not None]
                     if config.clip_norm is not None:
                         gauge_name, gauge = "norm", torch.nn.utils.get_total_norm(grads)
@@ -552,7 +552,7 @@ def fit(
                     )
                     if not (finite_grads and (math.isfinite(value) or not has_loss)):
                         intact = f" The last checkpoint, {checkpoint_path}, is intact." if checkpoint_path else ""
-                        rows = _bad_rows(x, index)
+                        rows = _bad_rows(args, index)
                         if rows is not None:  # the cause is the data, not the model: say so first
                             raise NonFiniteError(
                                 f"step {step} (epoch {epoch}): the batch holds NaN or inf in {rows} of the data set "
@@ -561,7 +561,7 @@ def fit(
                             )
                         raise NonFiniteError(
                             f"step {step} (epoch {epoch}): the loss is {value} and the gradient {gauge_name} {gauge}; "
-                            f"non-finite: {_diagnose(scaled.model, scaled.guide, x, kwargs, params)}. "
+                            f"non-finite: {_diagnose(scaled.model, scaled.guide, args, kwargs, params)}. "
                             f"Remedies: a lower lr (now {optimizer.param_groups[0]['lr']:g}), clip_norm=10, "
                             f"optimizer='clipped_adam', a KL warm-up (beta schedule), or check the data.{intact}"
                         )

@@ -19,6 +19,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.util import site_is_subsample
 from tqdm.auto import tqdm
 
+from inference.batching import args_to, as_args
 from inference.compiled import Captured, compiler_name
 
 PARTICLE_PLATE = "_iw_samples"
@@ -189,14 +190,14 @@ def _chunk_sizes(num_samples: int, num_data: int, budget: int) -> tuple[int, int
 
 def _captured_log_weights(model, guide, num_samples: int, max_plate_nesting: int, compiler: str):
     """:func:`log_weights` on a batch, captured and compiled (see :mod:`inference.compiled`)."""
-    def terms(x):
-        w = log_weights(model, guide, x, num_samples=num_samples, max_plate_nesting=max_plate_nesting)
+    def terms(*args):
+        w = log_weights(model, guide, *args, num_samples=num_samples, max_plate_nesting=max_plate_nesting)
         return w.log_lik, w.log_prior, w.log_q, w.latent_means
 
     captured = Captured(terms, compiler=compiler)
 
-    def weights(x):
-        return LogWeights(*captured(x))
+    def weights(*args):
+        return LogWeights(*captured(*args))
 
     return weights
 
@@ -216,7 +217,8 @@ def iter_log_weights(
     compile: bool | str = False,
 ) -> Iterator[tuple[torch.Tensor, LogWeights]]:
     """For consecutive batches of a data set (anything with ``__len__`` and
-    ``batch(index)``): the batch and its :class:`LogWeights` with
+    ``batch(index)``; a batch that is a tuple ``(x, y, ...)`` is passed to the
+    model and guide as their arguments): the batch's ``x`` and its :class:`LogWeights` with
     ``num_samples`` samples per datum (float64, ``(num_samples, batch)``),
     drawn in vectorized passes of at most ``budget`` (samples x data)
     particles, so that memory is bounded by ``budget`` whatever ``num_samples`` is.
@@ -228,20 +230,20 @@ def iter_log_weights(
     compiler = compiler_name(compile)
     passes = {}  # samples per pass -> the captured computation
 
-    def weights(x, samples):
+    def weights(args, samples):
         if compiler is None:
-            return log_weights(model, guide, x, num_samples=samples, max_plate_nesting=max_plate_nesting)
+            return log_weights(model, guide, *args, num_samples=samples, max_plate_nesting=max_plate_nesting)
         if samples not in passes:
             passes[samples] = _captured_log_weights(model, guide, samples, max_plate_nesting, compiler)
-        return passes[samples](x)
+        return passes[samples](*args)
 
     n = len(data)
     batch_size, sample_chunk = _chunk_sizes(num_samples, n, budget)
     bar = tqdm(total=n, desc=desc, unit="datum", disable=not progress, leave=False)
     for first in range(0, n, batch_size):
-        x = data.batch(torch.arange(first, min(first + batch_size, n)))
-        x = x.to(device) if device is not None else x
-        chunks = [weights(x, min(sample_chunk, num_samples - done)) for done in range(0, num_samples, sample_chunk)]
+        args = args_to(as_args(data.batch(torch.arange(first, min(first + batch_size, n)))), device)
+        x = args[0]
+        chunks = [weights(args, min(sample_chunk, num_samples - done)) for done in range(0, num_samples, sample_chunk)]
         yield x, LogWeights(
             torch.cat([c.log_lik for c in chunks]).double(),
             torch.cat([c.log_prior for c in chunks]).double(),

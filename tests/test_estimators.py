@@ -32,7 +32,7 @@ def test_mean_field_and_trace_agree_in_expectation(likelihood):
 
 
 def test_registry_names_and_classes():
-    assert list(ESTIMATORS) == ["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg"]
+    assert list(ESTIMATORS) == ["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg", "enum"]
     assert isinstance(make_elbo("mean_field"), TraceMeanField_ELBO)
     iwae = make_elbo("iwae", num_particles=7)
     assert isinstance(iwae, RenyiBound) and iwae.alpha == 0 and iwae.num_particles == 7 and iwae.vectorize_particles

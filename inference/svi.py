@@ -220,6 +220,23 @@ def _discover_params(elbo, model, guide, args, kwargs, has_loss) -> dict[str, to
     return dict(sorted(params.items()))
 
 
+def _check_arguments(model, args, kwargs) -> None:
+    """Refuse batches that the model cannot take as its arguments (labels given to an unconditional model)."""
+    try:
+        signature = inspect.signature(model)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as error:
+        name = getattr(model, "__qualname__", type(model).__name__)
+        raise TypeError(
+            f"the data set's batches give {len(args)} argument(s) but {name}{signature} cannot take them ({error}): "
+            f"an unconditional model takes x alone (serve the data without labels); a conditional one "
+            f"(pyro_vae.ConditionalVAE) takes (x, y), from data.with_labels()"
+        ) from None
+
+
 def _bad_rows(args, index) -> str | None:
     """The data set indices of the batch rows that hold NaN or inf (in any argument), or ``None`` if every value is finite."""
     floats = [a for a in args if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dim() > 0]
@@ -401,6 +418,7 @@ def fit(
     _validate_whole(model, {"training": data, "validation": validation})
     before = data_state(data)
     probe = args_to(as_args(data.batch(torch.arange(min(n, config.batch_size)))), device)
+    _check_arguments(model, probe, kwargs)
     # tail_adaptive gives gradients only: its loss value is +inf by design
     has_loss = config.estimator != "tail_adaptive"
     params = _discover_params(elbo, scaled.model, scaled.guide, probe, kwargs, has_loss)

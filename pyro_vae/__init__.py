@@ -4,7 +4,8 @@
 package says how any Pyro model/guide pair is fit and judged.
 """
 
-from pyro_vae.data import ImageData, DatasetNotFoundError, data_dir, load_dataset
+from pyro_vae.conditional import ConditionalVAE
+from pyro_vae.data import DatasetNotFoundError, ImageData, LabelledData, data_dir, load_dataset
 from pyro_vae.guides import GUIDES
 from pyro_vae.hierarchical import HierarchicalVAE
 from pyro_vae.likelihoods import LIKELIHOODS
@@ -13,6 +14,7 @@ from pyro_vae.priors import PRIORS
 from pyro_vae.vae import VAE
 
 __all__ = [
+    "ConditionalVAE",
     "GUIDES",
     "HierarchicalVAE",
     "LIKELIHOODS",
@@ -21,6 +23,7 @@ __all__ = [
     "VAE",
     "DatasetNotFoundError",
     "ImageData",
+    "LabelledData",
     "data_dir",
     "load_dataset",
 ]

@@ -163,8 +163,71 @@ class ImageData:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
 
+    def with_labels(self, count: int | None = None, *, seed: int = 0) -> LabelledData:
+        """This data set served as ``(x, y)`` batches for a conditional or semi-supervised model:
+        every label, or only ``count`` of them (the same number per class, as in Kingma et al. 2014,
+        chosen with ``seed``), the others given as ``-1`` (unknown).
+
+        >>> data = ImageData(torch.zeros(20, 1, 2, 2, dtype=torch.uint8), torch.arange(20) % 4, "continuous")
+        >>> x, y = data.with_labels(8).batch(torch.arange(20))
+        >>> int((y >= 0).sum()), torch.bincount(y[y >= 0]).tolist()
+        (8, [2, 2, 2, 2])
+        """
+        return LabelledData(self, count, seed=seed)
+
     def __repr__(self) -> str:
         return f"ImageData({self.name or 'images'}, n={len(self)}, x_shape={self.x_shape}, {self.representation})"
+
+
+class LabelledData:
+    """An :class:`ImageData` whose batches are ``(x, y)``; ``y`` is the class, or ``-1`` where hidden.
+    Made by :meth:`ImageData.with_labels`."""
+
+    def __init__(self, data: ImageData, count: int | None = None, *, seed: int = 0) -> None:
+        if data.labels is None:
+            raise ValueError(f"{data!r} has no labels: a conditional or semi-supervised model needs a labelled "
+                             f"data set such as load_dataset('mnist')")
+        self.data, self.num_classes = data, int(data.labels.max()) + 1
+        labels = data.labels.long()
+        if count is not None:
+            if not 0 <= count <= len(data):
+                raise ValueError(f"{count} labels asked of a data set of {len(data)} images: give at most {len(data)}")
+            g = torch.Generator().manual_seed(seed)
+            kept = []
+            for c in range(self.num_classes):
+                members = (labels == c).nonzero().flatten()
+                want = count // self.num_classes + (c < count % self.num_classes)
+                if want > len(members):
+                    raise ValueError(f"{count} labels, {want} for class {c}, which has only {len(members)} images")
+                kept.append(members[torch.randperm(len(members), generator=g)[:want]])
+            hidden = torch.full_like(labels, -1)
+            index = torch.cat(kept)
+            hidden[index] = labels[index]
+            labels = hidden
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return self.data.x_shape
+
+    @property
+    def num_labelled(self) -> int:
+        return int((self.labels >= 0).sum())
+
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.data.batch(index), self.labels[index]
+
+    def state_dict(self) -> dict:
+        return self.data.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.data.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        return f"LabelledData({self.data!r}, {self.num_labelled} labelled)"
 
 
 def load_dataset(

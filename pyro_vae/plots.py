@@ -68,6 +68,15 @@ def samples(vae: VAE, n: int = 64) -> Figure:
     return fig
 
 
+def class_samples(cvae, n: int = 10, classes: Sequence[int] | None = None) -> Figure:
+    """A conditional model's samples: one row per class, ``n`` draws of z each (means of p(x | z, y))."""
+    classes = list(range(cvae.num_classes)) if classes is None else list(classes)
+    images = torch.cat([cvae.sample(n, y=c) for c in classes])
+    fig = Figure(figsize=(n * 0.8, len(classes) * 0.8 + 0.6), layout="constrained")
+    _show(fig.subplots(), _images(cvae, images), n, f"samples by class (rows: y = {classes[0]}..{classes[-1]})")
+    return fig
+
+
 def training_curves(metrics: Sequence[dict]) -> Figure:
     """Loss, validation ELBO terms and beta per epoch (from ``FitResult.metrics`` or ``metrics.csv``)."""
     epochs = [float(m["epoch"]) for m in metrics]

@@ -11,6 +11,7 @@ from pyro_vae.hierarchical import HierarchicalVAE
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.ppca import PPCA
 from pyro_vae.priors import PRIORS
+from pyro_vae.semi_supervised import SemiSupervisedVAE
 from pyro_vae.vae import VAE
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "LIKELIHOODS",
     "PPCA",
     "PRIORS",
+    "SemiSupervisedVAE",
     "VAE",
     "DatasetNotFoundError",
     "ImageData",

@@ -29,9 +29,19 @@ from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError, load_
 from pyro_vae.guides import GUIDES
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.nets import DECODERS, ENCODERS
-from pyro_vae.plots import all_figures, samples
+from pyro_vae.plots import all_figures, class_samples, samples
 from pyro_vae.priors import PRIORS
-from pyro_vae.run import RunConfig, RunError, load_model, read_config, read_json, read_metrics, save_model, write_config
+from pyro_vae.run import (
+    MODELS,
+    RunConfig,
+    RunError,
+    load_model,
+    read_config,
+    read_json,
+    read_metrics,
+    save_model,
+    write_config,
+)
 from pyro_vae.vae import VAE
 
 USER_ERRORS = (DatasetNotFoundError, CheckpointError, RunError, FileNotFoundError, ValueError, NonFiniteError,
@@ -53,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--test-limit", type=int, default=defaults.test_limit, help="test images to evaluate on")
     data.add_argument("--validation", type=int, default=defaults.validation, help="training images held out for validation")
     model = train.add_argument_group("model")
+    model.add_argument("--model", choices=list(MODELS), default=defaults.model,
+                       help="vae; cvae: conditioned on the label; m2: semi-supervised (Kingma et al. 2014)")
+    model.add_argument("--labels", type=int, default=None, help="m2: how many training labels it sees")
+    model.add_argument("--alpha", type=float, default=None,
+                       help="m2: weight of log q(y|x) per labelled image (default Kingma et al.'s 0.1 N / labels)")
     model.add_argument("--prior", choices=list(PRIORS), default=defaults.prior)
     model.add_argument("--likelihood", choices=list(LIKELIHOODS), default=defaults.likelihood)
     model.add_argument("--guide", choices=list(GUIDES), default=defaults.guide)
@@ -65,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--z-dim", type=int, nargs="+", default=[defaults.z_dim],
                        help="latent size; several sizes (bottom to top, e.g. 100 50) give a hierarchical VAE")
     fitting = train.add_argument_group("training")
-    fitting.add_argument("--estimator", choices=list(ESTIMATORS), default="trace")
+    fitting.add_argument("--estimator", choices=list(ESTIMATORS), default=None,
+                         help="default: enum for m2 (its label summed out), trace otherwise")
     fitting.add_argument("--particles", type=int, default=1)
     fitting.add_argument("--beta", type=float, default=1.0, help="KL weight (the end value of a schedule)")
     fitting.add_argument("--beta-schedule", choices=list(SCHEDULES), default="constant")
@@ -195,7 +211,8 @@ def _summary(vae, test, config: RunConfig, num_samples: int, device, progress: b
     ks = [k for k in (1, 10, 100, 1000, 5000) if k <= num_samples and num_samples % k == 0]
     result = evaluate(vae.model, vae.guide, test, num_samples=num_samples, ks=ks, device=device, progress=progress,
                       compile=compile, latent_site=_sites(vae)[-1])
-    return {"test_images": result.num_data, **dataclasses.asdict(result)}
+    extra = {"test_error": vae.error_rate(test.data)} if config.model == "m2" else {}  # the classifier's
+    return {"test_images": result.num_data, **dataclasses.asdict(result), **extra}
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:
@@ -212,12 +229,19 @@ def _save_figure(figure, path: Path, remedy: str) -> None:
 
 def _figures(run_dir: Path, vae, config: RunConfig, test, device) -> list[Path]:
     metrics = read_metrics(run_dir)
-    index = torch.arange(min(len(test), 2000))
-    x = test.batch(index).to(device)
     folder = run_dir / "figures"
     folder.mkdir(exist_ok=True)
+    if config.conditional:  # class by class: what a label-conditioned generator is for
+        figures = {"class_samples": class_samples(vae)}
+        if metrics:
+            from pyro_vae.plots import training_curves
+
+            figures["training_curves"] = training_curves(metrics)
+    else:
+        index = torch.arange(min(len(test), 2000))
+        figures = all_figures(vae, test.batch(index).to(device), test.labels[index], metrics)
     paths = []
-    for name, figure in all_figures(vae, x, test.labels[index], metrics).items():
+    for name, figure in figures.items():
         path = folder / f"{name}.png"
         _save_figure(figure, path, remedy=f"pyro-vae plot {run_dir} draws the figures again")
         paths.append(path)
@@ -233,7 +257,9 @@ def train(args) -> int:
     config = RunConfig(dataset=args.dataset, representation=args.representation, prior=args.prior,
                        likelihood=args.likelihood, guide=args.guide, encoder=args.encoder, decoder=args.decoder,
                        hidden=hidden, z_dim=z_dim, limit=args.limit, test_limit=args.test_limit,
-                       validation=args.validation, seed=args.seed)
+                       validation=args.validation, seed=args.seed, model=args.model, labels=args.labels,
+                       alpha=args.alpha)
+    estimator = args.estimator or ("enum" if config.model == "m2" else "trace")
     run_dir = broadcast(args.out or Path("runs") / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}", world)
     refused = None
     if world.is_main:  # rank 0 checks the run folder; every rank stops on its word
@@ -246,18 +272,22 @@ def train(args) -> int:
         raise RunError(refused)
     train_data, validation, test = config.load_data()
     config = dataclasses.replace(config, x_shape=train_data.x_shape)
+    if config.model == "m2" and config.alpha is None:  # Kingma et al.: 0.1 N on the mean over the labelled data
+        config = dataclasses.replace(config, alpha=0.1 * len(train_data) / max(train_data.num_labelled, 1))
     torch.manual_seed(args.seed)
     vae = config.build().to(device)
     if world.is_main:
         write_config(run_dir, config)
         what = (f"z_dim={config.z_dim}, {config.prior} prior, {config.guide} guide" if isinstance(config.z_dim, int)
                 else f"{len(config.z_dims)} stochastic layers z_dims={config.z_dims}, {config.prior} prior on the top one")
+        kind = {"vae": "VAE", "cvae": "conditional VAE"}.get(config.model) or (
+            f"M2 semi-supervised VAE ({config.labels} labels, alpha {config.alpha:.3g})")
         ranks = f" on {world.size} processes" if world.distributed else ""
-        print(f"training {config.likelihood} VAE ({what}) on {len(train_data)} {config.dataset} images "
+        print(f"training {config.likelihood} {kind} ({what}) on {len(train_data)} {config.dataset} images "
               f"({config.data_representation}){ranks}; run folder {run_dir}")
     started = time.perf_counter()
     result = fit(vae.model, vae.guide, train_data, validation=validation, run_dir=run_dir, resume=args.resume,
-                 progress=not args.no_progress, device=device, beta=_beta(args), estimator=args.estimator,
+                 progress=not args.no_progress, device=device, beta=_beta(args), estimator=estimator,
                  num_particles=args.particles, free_bits=args.free_bits, epochs=args.epochs,
                  batch_size=args.batch_size, lr=args.lr, seed=args.seed, compile=args.compile,
                  lr_schedule=LR_SCHEDULE_CHOICES[args.lr_schedule](args), eps=args.adam_eps,
@@ -283,7 +313,7 @@ def _check_run_dir(args, config: RunConfig, run_dir: Path) -> None:
         saved = dataclasses.asdict(read_config(run_dir))
         asked = dataclasses.asdict(config)
         differ = [f"--{k.replace('_', '-')} {saved[k]!r} there but {asked[k]!r} here" for k in asked
-                  if k != "x_shape" and saved[k] != asked[k]]
+                  if k != "x_shape" and saved[k] != asked[k] and not (k == "alpha" and asked[k] is None)]
         if differ:
             raise RunError(f"{run_dir} was trained with other data or model options ({'; '.join(differ)}); "
                            f"repeat them exactly to resume")
@@ -298,6 +328,8 @@ def _print_summary(summary: dict) -> None:
     layers = (" (" + ", ".join(f"{site}: {n}" for site, n in units.items()) + ")") if len(units) > 1 else ""
     print(f"test ELBO {summary['elbo']:.2f} = reconstruction {summary['reconstruction']:.2f} - KL {summary['kl']:.2f}; "
           f"active units {summary['active_units']} of {len(summary['latent_variance'])}{layers}")
+    if "test_error" in summary:
+        print(f"test classification error {100 * summary['test_error']:.2f}% (the classifier q(y|x))")
 
 
 def evaluate_run(args) -> int:
@@ -320,12 +352,14 @@ def evaluate_run(args) -> int:
 
 def sample_run(args) -> int:
     device = _device(args.device)
-    _, vae = load_model(args.run, device)
+    config, vae = load_model(args.run, device)
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    path = args.run / "figures" / "samples.png"
+    name, figure = (("class_samples", class_samples(vae, max(1, args.n // config.num_classes))) if config.conditional
+                    else ("samples", samples(vae, args.n)))
+    path = args.run / "figures" / f"{name}.png"
     path.parent.mkdir(exist_ok=True)
-    _save_figure(samples(vae, args.n), path, remedy=f"pyro-vae sample {args.run}")
+    _save_figure(figure, path, remedy=f"pyro-vae sample {args.run}")
     print(f"wrote {path}")
     return 0
 
@@ -348,6 +382,9 @@ def diagnose_run(args) -> int:
 
     device = _device(args.device)
     config, vae = load_model(args.run, device)
+    if config.conditional:
+        raise RunError(f"pyro-vae diagnose reads unconditional models (vae, hierarchical) so far; {args.run} holds a "
+                       f"{config.model}: use inference.diagnostics from Python with its (x, y) arguments")
     _, _, test = config.load_data()
     folder = args.run / "figures"
     folder.mkdir(exist_ok=True)

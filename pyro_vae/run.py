@@ -18,10 +18,16 @@ import torch
 
 from inference import CheckpointError, load_checkpoint, save_checkpoint
 from inference.checkpoint import write_text
+from pyro_vae.conditional import ConditionalVAE
 from pyro_vae.data import ImageData, load_dataset
 from pyro_vae.hierarchical import HierarchicalVAE
 from pyro_vae.likelihoods import REPRESENTATION_FOR
+from pyro_vae.semi_supervised import SemiSupervisedVAE
 from pyro_vae.vae import VAE
+
+#: ``--model``: the unconditional VAE (one layer, or several with several z sizes), the conditional
+#: VAE (every training label observed) and M2 (``labels`` of them observed, the rest inferred)
+MODELS = ("vae", "cvae", "m2")
 
 RUN_FORMAT = "pyro-vae-run/1"
 
@@ -36,7 +42,8 @@ class RunConfig:
 
     ``z_dim`` is one size (a :class:`~pyro_vae.vae.VAE`, ``hidden`` its MLP's sizes) or one
     size per stochastic layer, bottom to top (a :class:`~pyro_vae.hierarchical.HierarchicalVAE`,
-    ``hidden`` one tuple of sizes per layer).
+    ``hidden`` one tuple of sizes per layer). ``model`` picks the kind (:data:`MODELS`);
+    ``labels`` is how many training labels M2 sees.
     """
 
     dataset: str = "mnist"
@@ -53,6 +60,26 @@ class RunConfig:
     validation: int = 1000
     seed: int = 0
     x_shape: tuple[int, ...] = (1, 28, 28)
+    model: str = "vae"
+    labels: int | None = None
+    num_classes: int = 10
+    alpha: float | None = None  # M2's weight of log q(y|x) per labelled datum
+
+    def __post_init__(self):
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; valid choices: {', '.join(map(repr, MODELS))}")
+        if self.labels is not None and self.model != "m2":
+            raise ValueError(f"--labels {self.labels} given to --model {self.model}: only the semi-supervised m2 "
+                             f"hides labels (the vae takes none, the cvae all); drop --labels or use --model m2")
+        if self.model == "m2" and self.labels is None:
+            raise ValueError("--model m2 learns from a few labels: say how many with --labels N (e.g. 3000)")
+        if self.model != "vae" and not isinstance(self.z_dim, int):
+            raise ValueError(f"--model {self.model} has one latent layer: give one --z-dim")
+
+    @property
+    def conditional(self) -> bool:
+        """Whether batches are ``(x, y)`` pairs (cvae, m2)."""
+        return self.model != "vae"
 
     @property
     def data_representation(self) -> str:
@@ -62,7 +89,14 @@ class RunConfig:
     def z_dims(self) -> tuple[int, ...]:
         return (self.z_dim,) if isinstance(self.z_dim, int) else tuple(self.z_dim)
 
-    def build(self) -> VAE | HierarchicalVAE:
+    def build(self) -> VAE | HierarchicalVAE | ConditionalVAE | SemiSupervisedVAE:
+        if self.model == "cvae":
+            return ConditionalVAE(self.x_shape, self.z_dim, self.num_classes, prior=self.prior,
+                                  likelihood=self.likelihood, guide=self.guide, hidden=self.hidden)
+        if self.model == "m2":
+            return SemiSupervisedVAE(self.x_shape, self.z_dim, self.num_classes, prior=self.prior,
+                                     likelihood=self.likelihood, hidden=self.hidden,
+                                     alpha=self.alpha if self.alpha is not None else 10.0)
         if isinstance(self.z_dim, int):
             return VAE(self.x_shape, self.z_dim, prior=self.prior, likelihood=self.likelihood, guide=self.guide,
                        encoder=self.encoder, decoder=self.decoder, hidden=self.hidden)
@@ -74,14 +108,20 @@ class RunConfig:
         return HierarchicalVAE(self.x_shape, z_dims=self.z_dims, hidden=self.hidden, prior=self.prior,
                                likelihood=self.likelihood)
 
-    def load_data(self) -> tuple[ImageData, ImageData, ImageData]:
-        """(train, validation, test) as this run defines them."""
+    def load_data(self) -> tuple:
+        """(train, validation, test) as this run defines them: :class:`ImageData`, or for a
+        conditional model their ``with_labels`` views (M2: ``labels`` training labels, none in
+        validation and test, whose log p(x) it scores without them)."""
         train = load_dataset(self.dataset, split="train", representation=self.data_representation, seed=self.seed,
                              limit=self.limit)
         validation = min(self.validation, len(train) // 10)
         train, val = train.split(max(validation, 1), seed=self.seed)
         test = load_dataset(self.dataset, split="test", representation=self.data_representation, seed=self.seed + 1,
                             limit=self.test_limit)
+        if self.model == "cvae":
+            return train.with_labels(), val.with_labels(), test.with_labels()
+        if self.model == "m2":
+            return train.with_labels(self.labels, seed=self.seed), val.with_labels(0), test.with_labels(0)
         return train, val, test
 
     def to_json(self) -> dict:

@@ -258,3 +258,29 @@ def test_hierarchical_options_that_do_not_fit_are_named(tmp_path, capsys):
     assert "--guide iaf: a hierarchical VAE" in err and "give one --z-dim" in err
     err = _error([*base, "--hidden", "32,x"], capsys)
     assert "sizes must be whole numbers" in err
+
+
+@pytest.mark.parametrize("model", ["cvae", "m2"])
+def test_conditional_and_semi_supervised_runs(tmp_path, capsys, model):
+    folder = tmp_path / model
+    extra = ["--labels", "50"] if model == "m2" else []
+    assert main(["train", *TINY, "--model", model, *extra, "--out", str(folder)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["elbo"] <= summary["log_px"] + 1e-6
+    assert {p.stem for p in (folder / "figures").glob("*.png")} == {"class_samples", "training_curves"}
+    config = json.loads((folder / "run.json").read_text())
+    if model == "m2":
+        assert 0 <= summary["test_error"] <= 1 and "test classification error" in out and "M2 semi-supervised" in out
+        assert config["alpha"] == pytest.approx(0.1 * 270 / 50)  # Kingma et al.'s choice
+    assert main(["sample", str(folder), "-n", "20"]) == 0 and (folder / "figures" / "class_samples.png").exists()
+    assert main(["evaluate", str(folder)]) == 0
+    capsys.readouterr()
+    assert "reads unconditional models" in _error(["diagnose", str(folder)], capsys)
+
+
+def test_label_options_that_do_not_fit_are_named(tmp_path, capsys):
+    base = ["train", "--limit", "300", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "x")]
+    assert "--labels 10 given to --model vae" in _error([*base, "--labels", "10"], capsys)
+    assert "--model m2 learns from a few labels: say how many with --labels" in _error([*base, "--model", "m2"], capsys)
+    assert "400 labels asked of a data set of 270 images" in _error([*base, "--model", "m2", "--labels", "400"], capsys)

@@ -50,3 +50,22 @@ def test_bad_labels_are_named():
         m2.validate(x[:2], torch.tensor([0, 1, 1]))
     with pytest.raises(ValueError, match="alpha weighs log q"):
         SemiSupervisedVAE((1, 4, 4), alpha=-1.0)
+
+
+def test_the_benchmark_runs_and_writes_its_table(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import semi_supervised
+
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
+    semi_supervised.main(["--labels", "20", "100", "--limit", "300", "--epochs", "1", "--no-progress", "--out",
+                          str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--table",
+                          str(tmp_path / "BENCHMARKS.md")])
+    record = json.loads((tmp_path / "results" / "m2-labels-100.json").read_text())
+    assert record["status"] == "finished" and 0 <= record["test_error_percent"] <= 100
+    assert record["reference"]["test_error_percent"] == 11.97 and len(record["per_epoch"]) == 1
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| 20 | -% |" in text and "| 100 | 11.97% |" in text and text.index("| 20 |") < text.index("| 100 |")

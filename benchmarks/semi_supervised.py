@@ -37,7 +37,7 @@ def run(labels: int, args) -> dict:
     test = load_dataset("mnist", split="test", representation="dynamic", seed=args.seed + 1,
                         limit=args.limit and min(args.limit, 10000))
     torch.manual_seed(args.seed)
-    alpha = 0.1 * len(data) / labels
+    alpha = SemiSupervisedVAE.kingma_alpha(data)
     m2 = SemiSupervisedVAE(train.x_shape, z_dim=50, hidden=(500,), alpha=alpha)
     errors = []
     folder = Path(args.out) / f"labels-{labels}"

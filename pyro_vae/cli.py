@@ -29,7 +29,7 @@ from pyro_vae.data import DATASETS, REPRESENTATIONS, DatasetNotFoundError, load_
 from pyro_vae.guides import GUIDES
 from pyro_vae.likelihoods import LIKELIHOODS
 from pyro_vae.nets import DECODERS, ENCODERS
-from pyro_vae.plots import all_figures, class_samples, samples
+from pyro_vae.plots import all_figures, class_samples, samples, training_curves
 from pyro_vae.priors import PRIORS
 from pyro_vae.run import (
     MODELS,
@@ -42,6 +42,7 @@ from pyro_vae.run import (
     save_model,
     write_config,
 )
+from pyro_vae.semi_supervised import SemiSupervisedVAE
 from pyro_vae.vae import VAE
 
 USER_ERRORS = (DatasetNotFoundError, CheckpointError, RunError, FileNotFoundError, ValueError, NonFiniteError,
@@ -234,8 +235,6 @@ def _figures(run_dir: Path, vae, config: RunConfig, test, device) -> list[Path]:
     if config.conditional:  # class by class: what a label-conditioned generator is for
         figures = {"class_samples": class_samples(vae)}
         if metrics:
-            from pyro_vae.plots import training_curves
-
             figures["training_curves"] = training_curves(metrics)
     else:
         index = torch.arange(min(len(test), 2000))
@@ -272,8 +271,8 @@ def train(args) -> int:
         raise RunError(refused)
     train_data, validation, test = config.load_data()
     config = dataclasses.replace(config, x_shape=train_data.x_shape)
-    if config.model == "m2" and config.alpha is None:  # Kingma et al.: 0.1 N on the mean over the labelled data
-        config = dataclasses.replace(config, alpha=0.1 * len(train_data) / max(train_data.num_labelled, 1))
+    if config.model == "m2" and config.alpha is None:
+        config = dataclasses.replace(config, alpha=SemiSupervisedVAE.kingma_alpha(train_data))
     torch.manual_seed(args.seed)
     vae = config.build().to(device)
     if world.is_main:

@@ -106,26 +106,29 @@ class ConditionalVAE(nn.Module):
 
     # -- plain functions of the networks -------------------------------------------
 
-    def one_hot(self, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return F.one_hot(y.long(), self.num_classes).to(like.dtype)
+    def with_class(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``h`` with the one-hot class ``y`` appended, their batch dims broadcast (so that ``y`` may
+        carry a sample or enumeration dim on the left)."""
+        code = F.one_hot(y.long(), self.num_classes).to(h.dtype)
+        shape = torch.broadcast_shapes(h.shape[:-1], code.shape[:-1])
+        return torch.cat([h.expand(*shape, -1), code.expand(*shape, -1)], -1)
 
     def posterior(self, x: torch.Tensor, y: torch.Tensor):
         """q(z | x, y) for a batch (no checks, no Pyro sites)."""
-        h = torch.cat([x.flatten(-len(self.x_shape)), self.one_hot(y, x)], -1)
-        return self.guide_family(self.encoder(h))
+        return self.guide_family(self.encoder(self.with_class(x.flatten(-len(self.x_shape)), y)))
 
     def decode(self, z: torch.Tensor, y: torch.Tensor):
-        """p(x | z, y); ``y`` broadcasts against z's batch dims (a sample dim on the left is fine)."""
-        code = self.one_hot(y, z).expand(*z.shape[:-1], self.num_classes)
-        return self.likelihood(self.decoder(torch.cat([z, code], -1)))
+        """p(x | z, y)."""
+        return self.likelihood(self.decoder(self.with_class(z, y)))
 
     @torch.no_grad()
     def sample(self, n: int, *, y: int | torch.Tensor, mean: bool = True) -> torch.Tensor:
         """``n`` new observations of class ``y`` (an int, or ``n`` labels): z ~ p(z), then p(x | z, y)."""
         device = next(self.parameters()).device
-        y = torch.as_tensor(y, device=device).long().expand(n) if not torch.is_tensor(y) or y.dim() == 0 else y
-        check_labels(y.to(device), self.num_classes)
-        p_x = self.decode(self.prior().sample((n,)).to(device), y.to(device))
+        y = torch.as_tensor(y, device=device).long()
+        y = y.expand(n) if y.dim() == 0 else y
+        check_labels(y, self.num_classes)
+        p_x = self.decode(self.prior().sample((n,)).to(device), y)
         return p_x.mean if mean else p_x.sample()
 
     @torch.no_grad()

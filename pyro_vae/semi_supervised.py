@@ -12,7 +12,9 @@ A batch is ``(x, y)`` with ``y = -1`` where the label is unknown
 - unlabelled rows, under ``pyro.plate("data")``: sites ``y`` (latent, drawn from
   the classifier in the guide), ``z`` and ``x``.
 
-Both parts are scaled by ``num_data / batch``, so a minibatch estimates the
+The generative part and q(z | x, y) are a :class:`~pyro_vae.conditional.ConditionalVAE`
+(``m2.cvae``), whose encoder, decoder, prior and sampling M2 uses as they are. Both parts are
+scaled by ``num_data / batch``, so a minibatch estimates the
 objective of the whole data set. Train with ``estimator="enum"``: the guide's
 ``y`` is summed over its C values in parallel (Pyro's enumeration) instead of
 sampled, which removes the score-function variance of a discrete latent.
@@ -23,7 +25,7 @@ gives the classifier's test error.
 
 ``alpha`` weighs log q(y|x) per labelled datum. Kingma et al. weigh the mean over
 the labelled data by 0.1 N (N = all data), which is ``alpha = 0.1 * N / labelled``
-per datum (2 for 3000 labels of MNIST's 60 000, 60 for 100).
+per datum (2 for 3000 labels of MNIST's 60 000, 60 for 100): :meth:`SemiSupervisedVAE.kingma_alpha`.
 
 References: Kingma, Rezende, Mohamed & Welling 2014 (section 3.1.2, M2); Pyro's
 ``examples/vae/ss_vae_M2.py``.
@@ -31,22 +33,19 @@ References: Kingma, Rezende, Mohamed & Welling 2014 (section 3.1.2, M2); Pyro's
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 from pyro.distributions.util import is_validation_enabled
 from torch import nn
 
-from pyro_vae.conditional import check_labels
-from pyro_vae.guides import make_guide
-from pyro_vae.likelihoods import Likelihood, LikelihoodName, make_likelihood
-from pyro_vae.nets import make_decoder, make_encoder
-from pyro_vae.priors import Prior, PriorName, make_prior
+from pyro_vae.conditional import ConditionalVAE, check_labels
+from pyro_vae.likelihoods import Likelihood, LikelihoodName
+from pyro_vae.nets import make_encoder
+from pyro_vae.priors import Prior, PriorName
 from pyro_vae.vae import VAE, validate_data
 
 
@@ -77,31 +76,39 @@ class SemiSupervisedVAE(nn.Module):
         hidden: Sequence[int] = (500,),
     ) -> None:
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if alpha < 0:
             raise ValueError(f"alpha weighs log q(y|x) and must be >= 0, got {alpha}")
-        if prior == "vamp":
-            raise ValueError("prior='vamp' is built on a one-layer VAE's q(z|x); use 'standard_normal', "
-                             "'learned_normal', 'mixture' or 'flow'")
-        self.x_shape, self.z_dim, self.num_classes, self.alpha = tuple(x_shape), z_dim, num_classes, alpha
-        self.likelihood = make_likelihood(likelihood, x_shape=x_shape) if isinstance(likelihood, str) else likelihood
-        self.prior = make_prior(prior, z_dim=z_dim, x_shape=x_shape) if isinstance(prior, str) else prior
+        self.alpha = alpha
+        self.cvae = ConditionalVAE(x_shape, z_dim, num_classes, prior=prior, likelihood=likelihood, hidden=hidden)
         features = make_encoder("mlp", x_shape=x_shape, hidden=hidden)
         self.classifier = nn.Sequential(features, nn.Linear(features.out_features, num_classes))
-        x_dim = math.prod(self.x_shape)
-        self.encoder = make_encoder("mlp", x_shape=(x_dim + num_classes,), hidden=hidden)
-        self.guide_family = make_guide("diagonal", feature_dim=self.encoder.out_features, z_dim=z_dim)
-        self.decoder = make_decoder("mlp", z_dim=z_dim + num_classes, out_features=self.likelihood.out_features,
-                                    x_shape=x_shape, hidden=hidden)
+
+    @staticmethod
+    def kingma_alpha(data) -> float:
+        """Kingma et al.'s alpha for a labelled data set (``with_labels(count)``): 0.1 N on the mean
+        over the labelled data, i.e. ``0.1 * len(data) / labelled`` per labelled datum."""
+        return 0.1 * len(data) / max(data.num_labelled, 1)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return self.cvae.x_shape
+
+    @property
+    def z_dim(self) -> int:
+        return self.cvae.z_dim
+
+    @property
+    def num_classes(self) -> int:
+        return self.cvae.num_classes
 
     # -- the two Pyro programs ------------------------------------------------------
 
     def model(self, x: torch.Tensor, y: torch.Tensor, num_data: int | None = None) -> None:
         """p(y) p(z) p(x | y, z) for every row, y observed where known, and alpha log q(y|x) there."""
         self._check(x, y)
-        for name in ("prior", "decoder", "likelihood", "classifier"):
-            VAE._register(f"m2_{name}", getattr(self, name))
+        for name in ("prior", "decoder", "likelihood"):
+            VAE._register(f"m2_{name}", getattr(self.cvae, name))
+        VAE._register("m2_classifier", self.classifier)
         known = y >= 0
         uniform = dist.Categorical(logits=x.new_zeros(self.num_classes))
         with poutine.scale(scale=self._scale(x, num_data)):
@@ -109,8 +116,8 @@ class SemiSupervisedVAE(nn.Module):
                 x_l, y_l = x[known], y[known]
                 with pyro.plate("labelled", len(x_l), dim=-1):
                     pyro.sample("y_labelled", uniform, obs=y_l)
-                    z = pyro.sample("z_labelled", self.prior())
-                    pyro.sample("x_labelled", self.decode(z, y_l), obs=x_l)
+                    z = pyro.sample("z_labelled", self.cvae.prior())
+                    pyro.sample("x_labelled", self.cvae.decode(z, y_l), obs=x_l)
                     if self.alpha:
                         with poutine.scale(scale=self.alpha):
                             pyro.sample("y_classified", dist.Categorical(logits=self.classifier(x_l)), obs=y_l)
@@ -118,39 +125,28 @@ class SemiSupervisedVAE(nn.Module):
                 x_u = x[~known]
                 with pyro.plate("data", len(x_u), dim=-1):
                     y_u = pyro.sample("y", uniform)
-                    z = pyro.sample("z", self.prior())
-                    pyro.sample("x", self.decode(z, y_u), obs=x_u)
+                    z = pyro.sample("z", self.cvae.prior())
+                    pyro.sample("x", self.cvae.decode(z, y_u), obs=x_u)
 
     def guide(self, x: torch.Tensor, y: torch.Tensor, num_data: int | None = None) -> None:
         """q(z | x, y) on labelled rows; q(y | x) q(z | x, y) on the others."""
         self._check(x, y)
-        for name in ("encoder", "guide_family", "classifier"):
-            VAE._register(f"m2_{name}", getattr(self, name))
+        for name in ("encoder", "guide_family"):
+            VAE._register(f"m2_{name}", getattr(self.cvae, name))
+        VAE._register("m2_classifier", self.classifier)
         known = y >= 0
         with poutine.scale(scale=self._scale(x, num_data)):
             if known.any():
                 x_l, y_l = x[known], y[known]
                 with pyro.plate("labelled", len(x_l), dim=-1):
-                    pyro.sample("z_labelled", self.posterior(x_l, y_l))
+                    pyro.sample("z_labelled", self.cvae.posterior(x_l, y_l))
             if not known.all():
                 x_u = x[~known]
                 with pyro.plate("data", len(x_u), dim=-1):
                     y_u = pyro.sample("y", dist.Categorical(logits=self.classifier(x_u)))
-                    pyro.sample("z", self.posterior(x_u, y_u))
+                    pyro.sample("z", self.cvae.posterior(x_u, y_u))
 
     # -- plain functions of the networks -------------------------------------------
-
-    def posterior(self, x: torch.Tensor, y: torch.Tensor):
-        """q(z | x, y); ``y`` may carry enumeration dims on the left of the batch."""
-        flat, code = x.flatten(-len(self.x_shape)), F.one_hot(y.long(), self.num_classes).to(x.dtype)
-        shape = torch.broadcast_shapes(flat.shape[:-1], code.shape[:-1])
-        return self.guide_family(self.encoder(torch.cat([flat.expand(*shape, -1), code.expand(*shape, -1)], -1)))
-
-    def decode(self, z: torch.Tensor, y: torch.Tensor):
-        """p(x | z, y)."""
-        code = F.one_hot(y.long(), self.num_classes).to(z.dtype)
-        shape = torch.broadcast_shapes(z.shape[:-1], code.shape[:-1])
-        return self.likelihood(self.decoder(torch.cat([z.expand(*shape, -1), code.expand(*shape, -1)], -1)))
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,19 +166,13 @@ class SemiSupervisedVAE(nn.Module):
             wrong += int((self.classify(x.to(device)).cpu() != labels[chunk]).sum())
         return wrong / len(data)
 
-    @torch.no_grad()
     def sample(self, n: int, *, y: int | torch.Tensor, mean: bool = True) -> torch.Tensor:
-        """``n`` new observations of class ``y``: z ~ p(z), then p(x | z, y)."""
-        device = next(self.parameters()).device
-        y = torch.as_tensor(y, device=device).long()
-        y = y.expand(n) if y.dim() == 0 else y
-        check_labels(y, self.num_classes)
-        p_x = self.decode(self.prior().sample((n,)).to(device), y)
-        return p_x.mean if mean else p_x.sample()
+        """``n`` new observations of class ``y``: :meth:`ConditionalVAE.sample` of the generative part."""
+        return self.cvae.sample(n, y=y, mean=mean)
 
     def validate(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """As :meth:`VAE.validate`, and the labels: classes 0 .. num_classes - 1, or -1 (unknown), one per row."""
-        validate_data(x, self.x_shape, self.likelihood)
+        validate_data(x, self.x_shape, self.cvae.likelihood)
         check_labels(y, self.num_classes, allow_unknown=True)
         if len(y) != len(x):
             raise ValueError(f"{len(y)} labels for {len(x)} observations: give one label (or -1) per row")

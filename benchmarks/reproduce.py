@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import torch
 from inference import Staged, evaluate, fit
 from pyro_vae import HierarchicalVAE, VAE, load_dataset
 from pyro_vae.priors import VampPrior
+from recording import git_commit, write_block  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
 BURDA = "Burda et al. 2016, Table 1"
@@ -82,14 +82,6 @@ PRESETS = {
 }
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def run(args) -> dict:
     preset = PRESETS[args.preset]
     epochs = args.epochs or preset.epochs
@@ -136,7 +128,7 @@ def run(args) -> dict:
         "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(),
         "command": " ".join(["python", "benchmarks/reproduce.py", *sys.argv[1:]]),
-        "commit": _git_commit(),
+        "commit": git_commit(),
     }
     if finished:
         started = time.perf_counter()
@@ -176,14 +168,7 @@ def table(results: Path) -> str:
 
 
 def write_table(benchmarks: Path, results: Path) -> None:
-    text = benchmarks.read_text()
-    begin, end = "<!-- reproductions -->", "<!-- /reproductions -->"
-    block = f"{begin}\n{table(results)}\n{end}"
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n## Published MNIST likelihoods reproduced (`benchmarks/reproduce.py`)\n\n" + block + "\n"
-    benchmarks.write_text(text)
+    write_block(benchmarks, "reproductions", table(results), "Published MNIST likelihoods reproduced (`benchmarks/reproduce.py`)")
 
 
 def main(argv=None) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 
 from inference import fit
 from pyro_vae import SemiSupervisedVAE, load_dataset
+from recording import git_commit, write_block  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
 KINGMA = {100: 11.97, 3000: 3.92}  # Table 1: test error in %, as the issue quotes it
@@ -69,7 +69,7 @@ def run(labels: int, args) -> dict:
         "device": "cpu",
         "threads": torch.get_num_threads(),
         "command": " ".join(["python", "benchmarks/semi_supervised.py", *sys.argv[1:]]),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip(),
+        "commit": git_commit(),
     }
 
 
@@ -84,15 +84,7 @@ def table(results: Path) -> str:
 
 
 def write_table(benchmarks: Path, results: Path) -> None:
-    text = benchmarks.read_text()
-    begin, end = "<!-- semi-supervised -->", "<!-- /semi-supervised -->"
-    block = f"{begin}\n{table(results)}\n{end}"
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end):]
-    else:
-        text = (text.rstrip() + "\n\n## Semi-supervised M2: test error with few labels (`benchmarks/semi_supervised.py`)"
-                "\n\n" + block + "\n")
-    benchmarks.write_text(text)
+    write_block(benchmarks, "semi-supervised", table(results), "Semi-supervised M2: test error with few labels (`benchmarks/semi_supervised.py`)")
 
 
 def main(argv=None) -> None:

@@ -37,7 +37,7 @@ from inference.checkpoint import (
 )
 from inference.compiled import Captured, CompilerName, compiler_name
 from inference.distributed import ParamModule, Shard, World, all_sum, average_gradients, gather, join, num_steps, shard
-from inference.estimators import NO_GRADIENT, EstimatorName, backward, make_elbo
+from inference.estimators import ESTIMATORS, NO_GRADIENT, EstimatorName, backward, make_elbo
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
 from inference.options import choose
@@ -438,9 +438,9 @@ def fit(
     ddp = None
     if world.distributed and step_loss is None:
         if not hasattr(elbo, "differentiable_loss"):
+            usable = [name for name in ESTIMATORS if hasattr(make_elbo(name, num_particles=2), "differentiable_loss")]
             raise ValueError(f"estimator {config.estimator!r} has no differentiable loss, which DistributedDataParallel "
-                             f"differentiates; train it in one process, or choose trace, mean_field, stl, iwae, "
-                             f"renyi or dreg")
+                             f"differentiates; train it in one process, or choose one of {', '.join(usable)}")
         constraints = pyro.get_param_store().get_state()["constraints"]
         holder = ParamModule(params, lambda *args: elbo.differentiable_loss(scaled.model, scaled.guide, *args, **kwargs),
                              constraints={name: constraints[name] for name in params if name in constraints})
@@ -512,6 +512,7 @@ def fit(
         )
 
     num_batches = num_steps(n, config.batch_size, world.size)
+    span = config.batch_size * world.size  # data per global step
     total = config.epochs * num_batches if config.max_steps is None else min(config.max_steps, config.epochs * num_batches)
     started = time.perf_counter()
     bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not (progress and world.is_main))
@@ -532,7 +533,7 @@ def fit(
                 while position < num_batches and budget_left():
                     step_start = time.perf_counter()
                     index = shard(order, position, config.batch_size, world)
-                    step_len = len(order[position * config.batch_size * world.size:][: config.batch_size * world.size])
+                    step_len = min(span, n - position * span)  # data in this step over all ranks
                     args = args_to(as_args(data.batch(index)), device)
                     scaled.step = step
                     optimizer.zero_grad(set_to_none=True)

@@ -91,7 +91,7 @@ def distributed(args) -> None:
     data = KillingData(images(), args.kill_at)
     fit(model, guide, data, run_dir=args.out / "run", resume=args.resume, batch_size=BATCH, epochs=EPOCHS, lr=LR,
         seed=SEED, progress=False, checkpoint_every=2, max_steps=args.max_steps, reshard=args.reshard,
-        compile=args.compile or False)
+        compile=args.compile or False, estimator=args.estimator)
     rank = int(os.environ.get("RANK", 0))
     (args.out / f"writes-{rank}.json").write_text(json.dumps(writes))
     if rank == 0:
@@ -144,6 +144,7 @@ if __name__ == "__main__":
     parser.add_argument("--reshard", action="store_true")
     parser.add_argument("--compile", default=None)
     parser.add_argument("--reference", action="store_true")
+    parser.add_argument("--estimator", default="trace")
     arguments = parser.parse_args()
     torch.set_num_threads(1)
     reference(arguments) if arguments.reference else distributed(arguments)

@@ -20,7 +20,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 ROOT = WORKER.parent.parent
 
 
-def _run(out: Path, *options, ranks: int = 2, restarts: int = 0) -> None:
+def _run(out: Path, *options, ranks: int = 2, restarts: int = 0, fails: bool = False) -> str:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if ranks:
@@ -29,7 +29,8 @@ def _run(out: Path, *options, ranks: int = 2, restarts: int = 0) -> None:
     else:
         command = [sys.executable, str(WORKER), str(out), "--reference", *options]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (done.returncode != 0) == fails, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr
 
 
 def _params(out: Path) -> dict:
@@ -141,3 +142,9 @@ def test_pyro_vae_train_runs_under_torchrun(tmp_path):
         rows = list(csv.DictReader(f))
     # 270 training images, 32 per rank: 5 global steps of 64 (the last one 14 images, 7 per rank) per epoch
     assert [int(r["step"]) for r in rows] == [5, 10] and all("val_elbo" in r for r in rows)
+
+
+def test_an_estimator_without_a_differentiable_loss_is_refused_with_the_choices(tmp_path):
+    output = _run(tmp_path / "graph", "--estimator", "graph", fails=True)
+    assert "estimator 'graph' has no differentiable loss" in output
+    assert "choose one of trace, mean_field, iwae, renyi, tail_adaptive, stl, dreg, enum" in output

@@ -26,6 +26,8 @@ name              Pyro class                                   reference
                   DReG_ELBO` (K = ``num_particles``)
 ``enum``          :class:`~inference.enumeration.EnumELBO`     exact sums over discrete
                   (Pyro's ``TraceEnum_ELBO``)                  latents (Kingma et al. 2014)
+``tcvae``         :class:`~inference.tcvae.TCVAE_ELBO`         Chen et al. 2018: the KL
+                  (``tc_weight``: beta of beta-TCVAE)          split, TC weighted
 ================  ===========================================  =========================
 
 ``iwae`` and ``renyi`` with ``num_particles=K`` are the K-sample bounds; with
@@ -33,7 +35,7 @@ name              Pyro class                                   reference
 
 Compiled steps (``fit(..., compile=True)``, :mod:`inference.compiled`) take
 ``trace``, ``mean_field``, ``stl``, ``iwae``, ``renyi`` and ``dreg`` (and free
-bits on ``trace`` and ``mean_field``); ``graph``, ``tail_adaptive`` and ``enum`` run eagerly only. ``tail_adaptive`` only gives gradients: its
+bits on ``trace`` and ``mean_field``); ``graph``, ``tail_adaptive``, ``enum`` and ``tcvae`` run eagerly only. ``tail_adaptive`` only gives gradients: its
 loss value is a surrogate, it ignores site scales (plate subsampling, the beta
 handler) and it needs ``num_particles > 1``; monitor training with another
 estimator.
@@ -57,8 +59,9 @@ from inference.options import choose
 from inference.enumeration import EnumELBO
 from inference.path_derivative import DReG_ELBO, TraceSTL_ELBO
 from inference.renyi import RenyiBound
+from inference.tcvae import TCVAE_ELBO
 
-EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg", "enum"]
+EstimatorName = Literal["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg", "enum", "tcvae"]
 
 
 def _renyi(alpha: float = 0.0, num_particles: int = 1, max_plate_nesting: int = 1, **_) -> RenyiBound:
@@ -84,6 +87,8 @@ ESTIMATORS: dict[str, Callable[..., ELBO]] = {
     "stl": TraceSTL_ELBO,
     "dreg": lambda num_particles, max_plate_nesting, **_: DReG_ELBO(num_particles, max_plate_nesting),
     "enum": EnumELBO,
+    "tcvae": lambda num_particles, max_plate_nesting, tc_weight=1.0, **_: TCVAE_ELBO(
+        tc_weight=tc_weight, num_particles=num_particles, max_plate_nesting=max_plate_nesting),
 }
 
 
@@ -113,6 +118,7 @@ def make_elbo(
     vectorize_particles: bool = True,
     max_plate_nesting: int = 1,
     alpha: float | None = None,
+    tc_weight: float | None = None,
 ) -> ELBO:
     """Build the estimator called ``name``.
 
@@ -124,6 +130,8 @@ def make_elbo(
     :param max_plate_nesting: how many plates the model nests (1 for a VAE:
         the ``"data"`` plate).
     :param alpha: the order of the Renyi divergence (``renyi`` only).
+    :param tc_weight: the weight of the total correlation (``tcvae`` only: Chen et al.'s beta;
+        the mutual information and dimension-wise KL keep weight 1).
 
     >>> elbo = make_elbo("iwae", num_particles=10)
     >>> type(elbo).__name__, elbo.alpha, elbo.num_particles
@@ -141,6 +149,10 @@ def make_elbo(
         kwargs["alpha"] = 0.5 if alpha is None else alpha
     elif alpha is not None:
         raise ValueError(f"alpha is an option of estimator='renyi' only, not {name!r}")
+    if name == "tcvae":
+        kwargs["tc_weight"] = 1.0 if tc_weight is None else tc_weight
+    elif tc_weight is not None:
+        raise ValueError(f"tc_weight is an option of estimator='tcvae' only, not {name!r}")
     if name == "tail_adaptive":
         kwargs["vectorize_particles"] = vectorize_particles
     return factory(**kwargs)

@@ -95,6 +95,8 @@ class FitConfig:
     :ivar max_seconds: stop after this many seconds of training steps in all
         (validation and checkpoints not counted): a wall-clock budget.
     :ivar checkpoint_every: also checkpoint every this many steps (besides every epoch end).
+    :ivar tc_weight: under ``estimator="tcvae"``, the weight of the total correlation (beta-TCVAE's
+        beta, :mod:`inference.tcvae`); ``None`` elsewhere.
     :ivar compile: capture the estimator's loss as a graph and compile it
         (:mod:`inference.compiled`): ``True`` for inductor, or a compiler's
         name (``"inductor"``, ``"aot_eager"``, ``"graph"``); ``False`` runs eagerly.
@@ -102,6 +104,7 @@ class FitConfig:
 
     estimator: EstimatorName = "trace"
     num_particles: int = 1
+    tc_weight: float | None = None
     beta: dict = field(default_factory=lambda: schedule_to_dict(1.0))
     latent_sites: tuple[str, ...] = ("z",)
     free_bits: float | None = None
@@ -408,7 +411,7 @@ def fit(
         scaled = BetaScaled(model, guide, ScaleSites({site: 1.0 for site in config.latent_sites}), config.latent_sites)
     else:
         scaled = beta_scale(model, guide, beta=schedule_from_dict(config.beta), sites=config.latent_sites)
-    elbo = make_elbo(config.estimator, num_particles=config.num_particles)
+    elbo = make_elbo(config.estimator, num_particles=config.num_particles, tc_weight=config.tc_weight)
     if config.free_bits is not None:
         elbo = with_free_bits(elbo, config.free_bits, sites=config.latent_sites)
     step_loss_fn = graph_loss(elbo) if config.compile else None  # refuses estimators that cannot be captured

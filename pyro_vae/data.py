@@ -29,11 +29,12 @@ import torch
 from torchvision import datasets
 
 from inference.options import choose
+from pyro_vae.shapes import ShapesData
 
 DATA_DIR_VARIABLE = "PYRO_VAE_DATA_DIR"
 Representation = Literal["dynamic", "static", "continuous", "dequantized"]
 REPRESENTATIONS = ("dynamic", "static", "continuous", "dequantized")
-DatasetName = Literal["mnist", "fashion_mnist"]
+DatasetName = Literal["mnist", "fashion_mnist", "shapes"]
 DATASETS = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}
 
 
@@ -239,18 +240,37 @@ def load_dataset(
     limit: int | None = None,
     root: str | Path | None = None,
     download: bool = False,
-) -> ImageData:
+) -> ImageData | ShapesData:
     """Load a data set from the data folder.
 
     :param split: ``"train"`` (60 000 images for MNIST) or ``"test"`` (10 000).
     :param limit: keep only the first ``limit`` observations (quick runs, tests).
+
+    ``"shapes"`` (:mod:`pyro_vae.shapes`: 737 280 binary 64 x 64 images with known factors) is
+    rendered, not read: it needs no files, has one split (hold data out with ``.split``), and
+    ``limit`` keeps a uniformly drawn subset chosen with ``seed`` (its first images would all be
+    small squares). Its images are 0 or 1, served the same in every representation but
+    ``dequantized``, which it refuses.
 
     >>> test = load_dataset("mnist", split="test", representation="continuous", limit=100)
     >>> test.x_shape, len(test), test.labels[:5].tolist()
     ((1, 28, 28), 100, [7, 2, 1, 0, 4])
     """
     choose({"train": 0, "test": 1}, split, what="split")
+    if name == "shapes":
+        return _load_shapes(split, representation, seed, limit)
     images, labels = load_images(name, train=split == "train", root=root, download=download)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return ImageData(images, labels, representation, seed=seed, name=f"{name}-{split}")
+
+
+def _load_shapes(split: str, representation: str, seed: int, limit: int | None) -> ShapesData:
+    if split != "train":
+        raise ValueError("the shapes data set has one split, 'train'; hold images out with data.split(n) or draw "
+                         "another seeded subset with load_dataset('shapes', limit=n, seed=...)")
+    choose(dict.fromkeys(REPRESENTATIONS), representation, what="representation")
+    if representation == "dequantized":
+        raise ValueError("the shapes images are binary (0 or 1), which a dequantized density does not fit; "
+                         "use representation='static' (or 'dynamic'/'continuous': the same values)")
+    return ShapesData(seed=seed) if limit is None else ShapesData.sample(limit, seed=seed)

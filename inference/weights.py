@@ -54,7 +54,9 @@ def _per_datum(site, num_samples: int, plate_name: str, log_p: torch.Tensor | No
     if plate_name not in frames:
         raise ValueError(
             f"site {site['name']!r} is not under pyro.plate({plate_name!r}): per-datum weights need every "
-            f"latent and observed site inside the data plate (global latents have no per-datum log p(x))"
+            f"latent and observed site inside the data plate (global latents have no per-datum log p(x)): "
+            f"draw it in `with pyro.plate({plate_name!r}, len(x)):` in the model and the guide, its batch dim "
+            f"the plate's rather than part of the event"
         )
     log_p = site["fn"].log_prob(site["value"]) if log_p is None else log_p
     dim = frames[plate_name].dim

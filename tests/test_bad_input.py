@@ -125,3 +125,23 @@ def test_non_finite_rows_of_a_validation_set_are_named():
     validation[[7, 31], 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match=r"the validation set is refused .* in 2 of its 50 rows, \[7, 31\]; clean"):
         fit(vae.model, vae.guide, torch.rand(20, 1, 4, 4), validation=validation, epochs=1, progress=False)
+
+
+def test_a_latent_outside_the_data_plate_is_named_by_the_scoring_tools():
+    """Per-datum scores need the per-datum sites in pyro.plate("data"); one folded into the event is refused."""
+    from inference import evaluate
+    from inference.diagnostics import psis_khat
+
+    def model(x):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([len(x)]).to_event(1))
+        pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def guide(x):
+        pyro.sample("z", dist.Normal(x / 2, 0.7).to_event(1))
+
+    x = torch.randn(5)
+    for score in (lambda: evaluate(model, guide, x, num_samples=4, progress=False),
+                  lambda: psis_khat(model, guide, x, num_samples=4)):
+        with pytest.raises(ValueError, match=r"site 'z' is not under pyro.plate\('data'\).*"
+                                             r"`with pyro.plate\('data', len\(x\)\):`"):
+            score()

@@ -19,9 +19,7 @@ Representations of 8-bit grey levels ``k``:
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +27,7 @@ import torch
 from torchvision import datasets
 
 from inference.options import choose
+from pyro_vae.batched import Batched
 from pyro_vae.shapes import ShapesData
 
 DATA_DIR_VARIABLE = "PYRO_VAE_DATA_DIR"
@@ -74,7 +73,7 @@ def load_images(
     return data.data.unsqueeze(1).contiguous(), data.targets.clone()
 
 
-class ImageData:
+class ImageData(Batched):
     """A whole image data set as one uint8 tensor, batched by indexing and served
     as float tensors in one :data:`Representation`.
 
@@ -130,17 +129,6 @@ class ImageData:
             return (grey + u) / 256.0
         return grey / 255.0  # continuous, and static (already 0 or 255)
 
-    def batches(self, batch_size: int, *, shuffle: bool = True, drop_last: bool = False) -> Iterator[torch.Tensor]:
-        """One epoch of batches (shuffled by the data set's generator)."""
-        n = len(self)
-        order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            yield self.batch(order[start : start + batch_size])
-
-    def num_batches(self, batch_size: int, *, drop_last: bool = False) -> int:
-        return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
-
     def subset(self, index: torch.Tensor | slice) -> ImageData:
         """The observations at ``index``, served the same way (a fresh generator with the same seed)."""
         new = ImageData.__new__(ImageData)
@@ -149,20 +137,6 @@ class ImageData:
         new.labels = None if self.labels is None else self.labels[index]
         new.generator = torch.Generator().manual_seed(self.seed)
         return new
-
-    def split(self, validation: int, *, seed: int = 0) -> tuple[ImageData, ImageData]:
-        """A seeded random split into ``(train, validation)`` with ``validation`` observations held out."""
-        if not 0 < validation < len(self):
-            raise ValueError(f"validation must be between 1 and {len(self) - 1}, got {validation}")
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        return self.subset(order[validation:]), self.subset(order[:validation])
-
-    def state_dict(self) -> dict:
-        """The generator's state, so that a resumed run draws the same batches."""
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
     def with_labels(self, count: int | None = None, *, seed: int = 0) -> LabelledData:
         """This data set served as ``(x, y)`` batches for a conditional or semi-supervised model:

@@ -19,7 +19,7 @@ import torch
 from inference import CheckpointError, load_checkpoint, save_checkpoint
 from inference.checkpoint import write_text
 from pyro_vae.conditional import ConditionalVAE
-from pyro_vae.data import ImageData, load_dataset
+from pyro_vae.data import load_dataset
 from pyro_vae.hierarchical import HierarchicalVAE
 from pyro_vae.likelihoods import REPRESENTATION_FOR
 from pyro_vae.semi_supervised import SemiSupervisedVAE

@@ -22,9 +22,9 @@ is on when its centre lies inside the shape). Memory stays that of one batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-
 import torch
+
+from pyro_vae.batched import Batched
 
 FACTORS: tuple[tuple[str, int], ...] = (("shape", 3), ("scale", 6), ("orientation", 40), ("x", 32), ("y", 32))
 FACTOR_NAMES = tuple(name for name, _ in FACTORS)
@@ -91,9 +91,10 @@ def render(factors: torch.Tensor) -> torch.Tensor:
     return inside.unsqueeze(1).float()
 
 
-class ShapesData:
+class ShapesData(Batched):
     """The shapes data set (or a subset of its images), served as :class:`~pyro_vae.data.ImageData` is:
-    ``batch(index)``, ``batches``, ``subset``, ``split``, resumable generator state.
+    ``batch(index)``, ``subset``, and from :class:`~pyro_vae.batched.Batched` ``batches``, ``split``
+    and the resumable generator state.
 
     :param index: which of the 737 280 images (default: all).
     :param seed: seeds the generator that shuffles batches.
@@ -139,43 +140,10 @@ class ShapesData:
         """The images at ``index`` (positions in this set), rendered."""
         return render(factors_of(self.index[index]))
 
-    def batches(self, batch_size: int, *, shuffle: bool = True, drop_last: bool = False) -> Iterator[torch.Tensor]:
-        """One epoch of batches (shuffled by the data set's generator)."""
-        n = len(self)
-        order = torch.randperm(n, generator=self.generator) if shuffle else torch.arange(n)
-        stop = n - n % batch_size if drop_last else n
-        for start in range(0, stop, batch_size):
-            yield self.batch(order[start : start + batch_size])
-
-    def num_batches(self, batch_size: int, *, drop_last: bool = False) -> int:
-        return len(self) // batch_size if drop_last else math.ceil(len(self) / batch_size)
-
     def subset(self, index: torch.Tensor | slice) -> ShapesData:
         """The images at ``index`` (positions in this set), with a fresh generator of the same seed."""
         return ShapesData(self.index[index], seed=self.seed, name=self.name)
 
-    def split(self, validation: int, *, seed: int = 0) -> tuple[ShapesData, ShapesData]:
-        """A seeded random split into ``(train, validation)`` with ``validation`` images held out."""
-        if not 0 < validation < len(self):
-            raise ValueError(f"validation must be between 1 and {len(self) - 1}, got {validation}")
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
-        return self.subset(order[validation:]), self.subset(order[:validation])
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
-
     def __repr__(self) -> str:
         return f"ShapesData({self.name}, n={len(self)}, x_shape={self.x_shape}, factors={dict(FACTORS)})"
 
-
-def factor_batch(fixed: dict[str, int] | None = None, *, count: int, generator: torch.Generator,
-                 sizes: Sequence[int] = FACTOR_SIZES) -> torch.Tensor:
-    """``count`` factor vectors ``(count, 5)`` drawn uniformly, with the factors named in ``fixed`` held
-    at the given values (what the FactorVAE score draws)."""
-    factors = torch.stack([torch.randint(s, (count,), generator=generator) for s in sizes], -1)
-    for name, value in (fixed or {}).items():
-        factors[:, FACTOR_NAMES.index(name)] = value
-    return factors

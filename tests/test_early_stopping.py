@@ -4,7 +4,6 @@ restores the best parameters, and survives resumption; Adam's settings and a K-s
 import math
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 

@@ -14,7 +14,8 @@ estimated on the minibatch by minibatch-weighted sampling (Chen et al., eq. S6):
 draws z_i, log q(z_i) ~ logsumexp_j log q(z_i | x_j) - log(N M), with N the data plate's size and
 M the batch size. The terms telescope draw by draw, so with all weights 1 the loss is exactly the
 ``Trace_ELBO`` loss of the same draws. Chen et al.'s beta-TCVAE is ``tc_weight = beta`` with the
-other two 1; plain beta-VAE stays the beta handler (:func:`inference.beta_scale`).
+other two 1; plain beta-VAE stays the beta handler (:func:`inference.beta_scale`), and the two
+compose: under the handler the site's scale carries beta, which multiplies all three terms.
 
 Every latent site of the data plate is split this way, each on its own (a hierarchical model's
 layers each; p(z) is then the model's conditional density of that site). Other sites (observed

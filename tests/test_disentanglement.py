@@ -146,3 +146,33 @@ def test_load_dataset_draws_a_seeded_subset_and_refuses_what_shapes_lacks():
         load_dataset("shapes", split="test")
     with pytest.raises(ValueError, match="binary"):
         load_dataset("shapes", representation="dequantized")
+
+
+def test_the_study_runs_resumes_and_writes_its_table(tmp_path):
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import disentanglement
+
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
+    argv = ["--betas", "1", "4", "--seeds", "0", "--steps", "15", "--limit", "300", "--held-out", "100",
+            "--hidden", "32", "--z-dim", "3", "--mig-samples", "300", "--votes", "10", "--dci-train", "100",
+            "--dci-trees", "3", "--no-progress", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
+            "--docs", str(tmp_path / "docs"), "--table", str(tmp_path / "BENCHMARKS.md")]
+    disentanglement.main(argv)
+    result = json.loads((tmp_path / "results" / "disentanglement.json").read_text())
+    assert result["status"] == "finished" and len(result["records"]) == 4  # 2 models x 2 betas
+    for record in result["records"]:
+        assert 0 <= record["mig"] <= 1 and 0 <= record["factorvae"] <= 1 and 0 <= record["dci"] <= 1
+        assert record["kl"] >= 0 and record["reconstruction"] < 0 and record["steps"] == 15
+    assert set(result["findings"]) == {"beta-vae", "beta-tcvae"}
+    assert {p.name for p in (tmp_path / "docs").iterdir()} == {"disentanglement_metrics.png", "traversals_best.png",
+                                                               "traversals_worst.png"}
+    text = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| beta-tcvae | 4 | 1 |" in text and "Spearman" in text
+    # a second run finds every model scored and trains nothing
+    before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("checkpoint.pt")}
+    disentanglement.main(argv)
+    assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("checkpoint.pt")} == before

@@ -7,6 +7,7 @@ from pyro.infer import TraceMeanField_ELBO, TraceTailAdaptive_ELBO
 
 from inference import ESTIMATORS, make_elbo
 from inference.renyi import RenyiBound
+from inference.tcvae import TCVAE_ELBO
 from pyro_vae import VAE
 
 
@@ -32,12 +33,16 @@ def test_mean_field_and_trace_agree_in_expectation(likelihood):
 
 
 def test_registry_names_and_classes():
-    assert list(ESTIMATORS) == ["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg", "enum"]
+    assert list(ESTIMATORS) == ["trace", "mean_field", "graph", "iwae", "renyi", "tail_adaptive", "stl", "dreg", "enum",
+                                "tcvae"]
     assert isinstance(make_elbo("mean_field"), TraceMeanField_ELBO)
     iwae = make_elbo("iwae", num_particles=7)
     assert isinstance(iwae, RenyiBound) and iwae.alpha == 0 and iwae.num_particles == 7 and iwae.vectorize_particles
     assert make_elbo("renyi", num_particles=3, alpha=0.3).alpha == 0.3
     assert isinstance(make_elbo("tail_adaptive", num_particles=4), TraceTailAdaptive_ELBO)
+    tcvae = make_elbo("tcvae", num_particles=3, tc_weight=6.0)
+    assert isinstance(tcvae, TCVAE_ELBO) and tcvae.tc_weight == 6.0 and tcvae.mi_weight == tcvae.dim_kl_weight == 1.0
+    assert not tcvae.vectorize_particles and tcvae.num_particles == 3
 
 
 def test_bad_estimator_options():

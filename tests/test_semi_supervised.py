@@ -67,5 +67,11 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path):
     record = json.loads((tmp_path / "results" / "m2-labels-100.json").read_text())
     assert record["status"] == "finished" and 0 <= record["test_error_percent"] <= 100
     assert record["reference"]["test_error_percent"] == 11.97 and len(record["per_epoch"]) == 1
+    # validation error recorded each epoch, and the test error at the epoch of the lowest one reported
+    assert "validation_error" in record["per_epoch"][0] and record["selected_epoch"] == 1
+    assert record["test_error_at_selected_percent"] == pytest.approx(100 * record["per_epoch"][0]["test_error"])
+    # Kingma et al.'s alpha (0.1 N / labels: here 250 training images) unless --alpha names another
+    assert record["alpha"] == pytest.approx(0.1 * 250 / 100)
     text = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "| 20 | -% |" in text and "| 100 | 11.97% |" in text and text.index("| 20 |") < text.index("| 100 |")
+    assert "| 20 | 1.25 | -% |" in text and "| 100 | 0.25 | 11.97% |" in text
+    assert text.index("| 20 |") < text.index("| 100 |")

@@ -75,3 +75,10 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path):
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| 20 | 1.25 | -% |" in text and "| 100 | 0.25 | 11.97% |" in text
     assert text.index("| 20 |") < text.index("| 100 |")
+    # --alpha replaces Kingma et al.'s value, and the run folder and result file carry it
+    semi_supervised.main(["--labels", "20", "--alpha", "3", "--limit", "300", "--epochs", "1", "--no-progress", "--out",
+                          str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--table",
+                          str(tmp_path / "BENCHMARKS.md")])
+    chosen = json.loads((tmp_path / "results" / "m2-labels-20-alpha-3.json").read_text())
+    assert chosen["alpha"] == 3.0 and chosen["alpha_source"] == "--alpha" and (tmp_path / "runs" / "labels-20-alpha-3").is_dir()
+    assert "| 20 | 3 | -% |" in (tmp_path / "BENCHMARKS.md").read_text()

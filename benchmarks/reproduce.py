@@ -11,7 +11,8 @@ with ``--resume`` to continue after an interruption, session after session. When
 (its epochs, or early stopping) the model is scored and ``benchmarks/results/PRESET.json`` is
 written; when ``--max-hours`` ends a session first, the file records the partial progress
 (``status: "partial"``, epochs done, the last validation bound). ``--table`` rewrites the results
-table in BENCHMARKS.md from every result file. ``--limit``, ``--epochs`` and ``--eval-samples``
+table in BENCHMARKS.md from every result file, with their learning curves (kept in the result files) in
+``docs/reproductions.png``. ``--limit``, ``--epochs`` and ``--eval-samples``
 shrink a preset for a smoke test.
 """
 
@@ -125,6 +126,7 @@ def run(args) -> dict:
         "steps": result.step,
         "train_seconds": result.train_seconds,
         "last_metrics": result.metrics[-1] if result.metrics else None,
+        "curve": curve(result.metrics),
         "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(),
         "command": " ".join(["python", "benchmarks/reproduce.py", *sys.argv[1:]]),
@@ -143,12 +145,53 @@ def run(args) -> dict:
     return record
 
 
+def _records(results: Path) -> list[dict]:
+    """The result files of this script's presets (the folder holds other benchmarks' results too)."""
+    paths = [Path(results) / f"{name}.json" for name in PRESETS]
+    return [json.loads(p.read_text()) for p in paths if p.exists()]
+
+
+def curve(metrics: list[dict]) -> list[dict]:
+    """The learning curve kept in the result file (the run folder need not outlive the session):
+    per epoch the training -ELBO, the learning rate and, where validated, the validation bound."""
+    keep = ("epoch", "train_loss", "lr", "val_elbo")
+    return [{k: m[k] for k in keep if k in m} for m in metrics]
+
+
+def figure(results: Path, path: Path) -> Path | None:
+    """Each result file's learning curve (training -ELBO per epoch, validation -ELBO dashed) against
+    its paper's test NLL (dotted) and, for a finished run, our test NLL (a dot at its last epoch)."""
+    records = [r for r in _records(results) if r.get("curve")]
+    if not records:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    for r in records:
+        epochs = [c["epoch"] for c in r["curve"]]
+        line, = ax.plot(epochs, [c["train_loss"] for c in r["curve"]], lw=1,
+                        label=f"{r['preset']} ({r['epochs']}/{r['epochs_planned']} epochs)")
+        validated = [c for c in r["curve"] if "val_elbo" in c]
+        if validated:
+            ax.plot([c["epoch"] for c in validated], [-c["val_elbo"] for c in validated], ls="--", color=line.get_color())
+        ax.axhline(r["reference"]["test_nll"], ls=":", color=line.get_color())
+        if "test_nll" in r:
+            ax.plot([epochs[-1]], [r["test_nll"]], "o", color=line.get_color())
+    low = min(r["reference"]["test_nll"] for r in records)
+    ax.set(xscale="log", ylim=(low - 3, low + 25), xlabel="epoch",
+           ylabel="nats", title="training -ELBO (lines), paper's test NLL (dotted), our test NLL (dot)")
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def table(results: Path) -> str:
     """The Markdown results table of every result file."""
     rows = ["| preset | reference (paper) | ours | difference | active units | epochs | train time | device | "
             "deviations |", "|---|---|---|---|---|---|---|---|---|"]
-    for path in sorted(Path(results).glob("*.json")):
-        r = json.loads(path.read_text())
+    for r in _records(results):
         ref = r["reference"]["test_nll"]
         if r["status"] == "finished":
             ours = f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}"
@@ -167,8 +210,18 @@ def table(results: Path) -> str:
     return "\n".join(rows)
 
 
-def write_table(benchmarks: Path, results: Path) -> None:
-    write_block(benchmarks, "reproductions", table(results), "Published MNIST likelihoods reproduced (`benchmarks/reproduce.py`)")
+def write_table(benchmarks: Path, results: Path, docs: Path | None = None) -> None:
+    """The results table in ``benchmarks`` and, with ``docs``, the learning curves in
+    ``docs/reproductions.png`` (linked under the table)."""
+    text = table(results)
+    if docs is not None and figure(results, docs / "reproductions.png"):
+        link = Path(docs.resolve() / "reproductions.png")
+        try:
+            link = link.relative_to(benchmarks.resolve().parent)
+        except ValueError:
+            pass
+        text += f"\n\n![learning curves]({link.as_posix()})"
+    write_block(benchmarks, "reproductions", text, "Published MNIST likelihoods reproduced (`benchmarks/reproduce.py`)")
 
 
 def main(argv=None) -> None:
@@ -186,13 +239,14 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--table", default=None, help="rewrite this BENCHMARKS.md's results table")
+    parser.add_argument("--docs", default=str(HERE.parent / "docs"), help="where the learning-curve figure goes")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     record = run(args)
     print(json.dumps({k: record[k] for k in ("preset", "status", "epochs", "steps")} |
                      ({"test_nll": record["test_nll"]} if "test_nll" in record else {})))
     if args.table:
-        write_table(Path(args.table), Path(args.results))
+        write_table(Path(args.table), Path(args.results), Path(args.docs))
 
 
 if __name__ == "__main__":

@@ -30,15 +30,19 @@ def test_every_preset_runs_end_to_end_and_writes_its_result(preset, tmp_path):
 def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     results, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",
-            "--out", str(runs), "--results", str(results)]
+            "--out", str(runs), "--results", str(results), "--docs", str(tmp_path / "docs")]
     reproduce.main([*argv, "--max-hours", "1e-9"])  # the budget ends after the first step
     record = json.loads((results / "burda-1l-vae.json").read_text())
     assert record["status"] == "partial" and record["steps"] == 1 and "test_nll" not in record
     (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
+    (results / "m2-labels-100.json").write_text('{"labels": 100}')  # another benchmark's result: not a row here
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])
     record = json.loads((results / "burda-1l-vae.json").read_text())
     assert record["status"] == "finished" and record["steps"] == 12
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| burda-1l-vae | 86.76 (Burda et al. 2016, Table 1) |" in text and "2/2" in text
+    # the learning curve travels in the result file (both epochs, across the resume) and is drawn under the table
+    assert [c["epoch"] for c in record["curve"]] == [1, 2] and all(c["train_loss"] > 0 for c in record["curve"])
+    assert (tmp_path / "docs" / "reproductions.png").stat().st_size > 0 and "docs/reproductions.png" in text
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])  # the table is replaced, not added
     assert (tmp_path / "BENCHMARKS.md").read_text().count("<!-- reproductions -->") == 1

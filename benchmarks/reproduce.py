@@ -7,13 +7,14 @@ K = 5000 importance samples on the 10 000 test images (dynamically binarized MNI
     python benchmarks/reproduce.py PRESET [--resume] [--device cuda] [--compile] [--max-hours H]
 
 The run folder (``runs/reproduce/PRESET``, git-ignored) holds the checkpoints; run the same command
-with ``--resume`` to continue after an interruption, session after session. When training ends
-(its epochs, or early stopping) the model is scored and ``benchmarks/results/PRESET.json`` is
-written; when ``--max-hours`` ends a session first, the file records the partial progress
-(``status: "partial"``, epochs done, the last validation bound). ``--table`` rewrites the results
-table in BENCHMARKS.md from every result file, with their learning curves (kept in the result files) in
-``docs/reproductions.png``. ``--limit``, ``--epochs`` and ``--eval-samples``
-shrink a preset for a smoke test.
+with ``--resume`` to continue after an interruption, session after session. When training ends (its
+epochs, or early stopping) the model is scored and ``benchmarks/results/PRESET.json`` is written;
+when ``--max-hours`` ends a session first, the file records the partial progress (``status:
+"partial"``, epochs done, the last validation bound). ``--epochs N`` (the paper's stages squeezed in
+proportion) and ``--limit N`` (the first N images) shorten a run: its folder and file are then named
+``PRESET-eN`` / ``PRESET-nN``, apart from the full run's. ``--table`` rewrites the results table in
+BENCHMARKS.md from every result file, with their learning curves (kept in the result files) in
+``docs/reproductions.png``; ``--eval-samples`` shrinks the final K for a smoke test.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ PRESETS = {
 }
 
 
+def run_name(preset: str, epochs: int | None = None, limit: int | None = None) -> str:
+    """The name of a run's folder and result file: the preset's for its paper's schedule, with
+    ``-eN`` for N epochs instead and ``-nN`` for the first N images, so a shortened run never resumes
+    or overwrites the full one (``burda-1l-vae``, ``burda-1l-vae-e400``)."""
+    name = preset
+    if epochs is not None and epochs != PRESETS[preset].epochs:
+        name += f"-e{epochs}"
+    return name + (f"-n{limit}" if limit else "")
+
+
 def run(args) -> dict:
     preset = PRESETS[args.preset]
     epochs = args.epochs or preset.epochs
@@ -101,7 +112,8 @@ def run(args) -> dict:
         from inference import LinearWarmup
 
         beta = LinearWarmup(steps=preset.warmup_epochs * steps_per_epoch)
-    run_dir = Path(args.out) / args.preset
+    name = run_name(args.preset, epochs, args.limit)
+    run_dir = Path(args.out) / name
     deviations = list(preset.deviations)
     if epochs != preset.epochs:
         deviations.append(f"{epochs} epochs instead of {preset.epochs}" +
@@ -117,6 +129,7 @@ def run(args) -> dict:
     finished = result.epoch >= epochs or result.stopped_early
     record = {
         "preset": args.preset,
+        "run": name,
         "reference": {"paper": preset.paper, "test_nll": preset.reference},
         "setup": preset.setup,
         "deviations": deviations,
@@ -141,14 +154,14 @@ def run(args) -> dict:
                       eval_seconds=time.perf_counter() - started)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    (results / f"{args.preset}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
 def _records(results: Path) -> list[dict]:
-    """The result files of this script's presets (the folder holds other benchmarks' results too)."""
-    paths = [Path(results) / f"{name}.json" for name in PRESETS]
-    return [json.loads(p.read_text()) for p in paths if p.exists()]
+    """The result files of this script's runs (the folder holds other benchmarks' results too)."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(results).glob("*.json"))]
+    return [r for r in records if r.get("preset") in PRESETS]
 
 
 def curve(metrics: list[dict]) -> list[dict]:
@@ -171,7 +184,7 @@ def figure(results: Path, path: Path) -> Path | None:
     for r in records:
         epochs = [c["epoch"] for c in r["curve"]]
         line, = ax.plot(epochs, [c["train_loss"] for c in r["curve"]], lw=1,
-                        label=f"{r['preset']} ({r['epochs']}/{r['epochs_planned']} epochs)")
+                        label=f"{r.get('run', r['preset'])} ({r['epochs']}/{r['epochs_planned']} epochs)")
         validated = [c for c in r["curve"] if "val_elbo" in c]
         if validated:
             ax.plot([c["epoch"] for c in validated], [-c["val_elbo"] for c in validated], ls="--", color=line.get_color())

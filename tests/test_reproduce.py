@@ -17,7 +17,8 @@ TINY = ["--limit", "120", "--epochs", "1", "--eval-samples", "4", "--no-progress
 def test_every_preset_runs_end_to_end_and_writes_its_result(preset, tmp_path):
     results = tmp_path / "results"
     reproduce.main([preset, *TINY, "--out", str(tmp_path / "runs"), "--results", str(results)])
-    record = json.loads((results / f"{preset}.json").read_text())
+    record = json.loads((results / f"{preset}-e1-n120.json").read_text())
+    assert record["run"] == f"{preset}-e1-n120" and (tmp_path / "runs" / record["run"] / "checkpoint.pt").exists()
     for key in ("preset", "reference", "test_nll", "test_nll_se", "num_samples", "active_units", "epochs", "steps",
                 "train_seconds", "device", "command", "commit"):
         assert key in record, key
@@ -32,12 +33,12 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",
             "--out", str(runs), "--results", str(results), "--docs", str(tmp_path / "docs")]
     reproduce.main([*argv, "--max-hours", "1e-9"])  # the budget ends after the first step
-    record = json.loads((results / "burda-1l-vae.json").read_text())
+    record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "partial" and record["steps"] == 1 and "test_nll" not in record
     (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
     (results / "m2-labels-100.json").write_text('{"labels": 100}')  # another benchmark's result: not a row here
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])
-    record = json.loads((results / "burda-1l-vae.json").read_text())
+    record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "finished" and record["steps"] == 12
     text = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| burda-1l-vae | 86.76 (Burda et al. 2016, Table 1) |" in text and "2/2" in text
@@ -46,3 +47,9 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     assert (tmp_path / "docs" / "reproductions.png").stat().st_size > 0 and "docs/reproductions.png" in text
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])  # the table is replaced, not added
     assert (tmp_path / "BENCHMARKS.md").read_text().count("<!-- reproductions -->") == 1
+
+
+def test_a_shortened_run_never_shares_the_full_runs_folder_or_file():
+    assert reproduce.run_name("burda-1l-vae") == reproduce.run_name("burda-1l-vae", 3280) == "burda-1l-vae"
+    assert reproduce.run_name("burda-1l-vae", 400) == "burda-1l-vae-e400"
+    assert reproduce.run_name("vamp-1l", 2000, limit=500) == "vamp-1l-n500"

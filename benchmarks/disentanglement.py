@@ -6,9 +6,9 @@ the total correlation weighted, ``estimator="tcvae"``), each beta and each seed,
 seeded subset of the shapes data (:mod:`pyro_vae.shapes`) and scored on held-out images and on fresh
 draws of the factors:
 
-- reconstruction E_q[log p(x|z)] and KL(q(z|x) || p(z)) per image (``evaluate``, K = 1);
-- the total correlation of the aggregate posterior q(z) (``inference.disentanglement.total_correlation``);
-- MIG, the FactorVAE score and DCI disentanglement (``inference.disentanglement``).
+reconstruction E_q[log p(x|z)] and KL(q(z|x) || p(z)) per image (``evaluate``, K = 1), the total
+correlation of the aggregate posterior q(z), MIG, the FactorVAE score and DCI disentanglement, all by
+``inference.disentanglement.disentanglement_scores`` (the notebook scores its models with it too).
 
 Each trained model is a run folder ``runs/disentanglement/MODEL-beta-B-seed-S`` (resumable) with its
 scores in ``scores.json``; finished models are skipped, so the study resumes across sessions.
@@ -34,7 +34,7 @@ import pyro
 import torch
 
 from inference import evaluate, fit
-from inference.disentanglement import GroundTruth, dci, factorvae_score, mig, total_correlation
+from inference.disentanglement import GroundTruth, disentanglement_scores
 from pyro_vae import VAE, load_dataset
 from pyro_vae.plots import traversals
 from pyro_vae.shapes import FACTOR_NAMES, FACTOR_SIZES, render
@@ -81,30 +81,10 @@ def train_and_score(model: str, beta: float, seed: int, train, held_out, args, d
 def score(vae: VAE, held_out, *, seed: int, args) -> dict:
     """Reconstruction, KL, aggregate total correlation, MIG, FactorVAE score and DCI of one trained VAE."""
     x = held_out.batch(torch.arange(len(held_out)))
-    scored = evaluate(vae.model, vae.guide, x, num_samples=1, ks=(1,), progress=False)
-    with torch.no_grad():
-        q = vae.posterior(x)
     truth = GroundTruth(FACTOR_SIZES, render, FACTOR_NAMES)
-
-    def encode(images):
-        return vae.posterior(images).mean
-
-    from sklearn.ensemble import GradientBoostingClassifier
-
-    trees = lambda: GradientBoostingClassifier(n_estimators=args.dci_trees, max_depth=3, random_state=0)  # noqa: E731
-    d = dci(encode, truth, num_train=args.dci_train, num_test=args.dci_train // 2, seed=seed, classifier=trees)
-    return {
-        "reconstruction": scored.reconstruction,
-        "kl": scored.kl,
-        "active_units": scored.active_units,
-        "total_correlation": total_correlation(q.base_dist.loc, q.base_dist.scale, num_samples=2000, seed=seed),
-        "mig": mig(encode, truth, num_samples=args.mig_samples, seed=seed).score,
-        "factorvae": factorvae_score(encode, truth, num_train=args.votes, num_eval=args.votes // 2,
-                                     num_variance_estimate=args.mig_samples, seed=seed).score,
-        "dci": d.disentanglement,
-        "dci_completeness": d.completeness,
-        "dci_informativeness": d.informativeness,
-    }
+    return disentanglement_scores(vae.model, vae.guide, vae.posterior, x, truth, seed=seed,
+                                  mig_samples=args.mig_samples, votes=args.votes, dci_train=args.dci_train,
+                                  dci_trees=args.dci_trees).as_dict()
 
 
 def _spread(values: list[float]) -> tuple[float, float]:
@@ -112,9 +92,27 @@ def _spread(values: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(t.std()) if len(t) > 1 else float("nan")
 
 
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    """Ranks from 0, ties sharing their mean rank (as Spearman's correlation needs: beta repeats per seed)."""
+    return torch.stack([(values < v).sum() + ((values == v).sum() - 1) / 2 for v in values]).double()
+
+
+def _seed_share(values: torch.Tensor, beta: torch.Tensor) -> float:
+    """The share of a metric's sum of squares that lies between seeds at a fixed beta,
+    SS_within / SS_total = 1 - eta^2 of a one-way analysis by beta: 0 when beta decides the metric,
+    1 when only the seed moves it (NaN while no beta has two seeds)."""
+    if all((beta == b).sum() < 2 for b in beta.unique()):
+        return float("nan")
+    within = sum(float(((values[beta == b] - values[beta == b].mean()) ** 2).sum()) for b in beta.unique())
+    total = float(((values - values.mean()) ** 2).sum())
+    return within / total if total > 0 else float("nan")
+
+
 def findings(records: list[dict]) -> dict:
-    """Spearman's rank correlation of total correlation with beta, per model; and for MIG the share of
-    its variance that lies between seeds at a fixed beta (Locatello et al.'s question)."""
+    """Per model: Spearman's rank correlation of total correlation with beta (does it fall as beta
+    grows? with beta tied across seeds, -1 is out of reach; whether every model at the next beta has a
+    lower TC than every model at the last is ``tc_falls_at_every_beta_step``), and for each metric the share of its variance that lies between seeds at a fixed beta
+    (Locatello et al.'s question: does the seed matter as much as beta?)."""
     out = {}
     for model in sorted({r["model"] for r in records}):
         rows = [r for r in records if r["model"] == model]
@@ -122,14 +120,13 @@ def findings(records: list[dict]) -> dict:
             continue
         beta = torch.tensor([r["beta"] for r in rows], dtype=torch.float64)
         tc = torch.tensor([r["total_correlation"] for r in rows], dtype=torch.float64)
-        rb = torch.tensor([float((beta < b).sum() + ((beta == b).sum() - 1) / 2) for b in beta], dtype=torch.float64)
-        rt = tc.argsort().argsort().double()  # beta's ties get their mean rank above; TC has none in practice
-        spearman = float(torch.corrcoef(torch.stack([rb, rt]))[0, 1])
-        mig = torch.tensor([r["mig"] for r in rows], dtype=torch.float64)
-        groups = [mig[beta == b] for b in beta.unique()]
-        within = float(torch.stack([g.var() for g in groups if len(g) > 1]).mean()) if any(len(g) > 1 for g in groups) else float("nan")
-        total = float(mig.var())
-        out[model] = {"spearman_tc_beta": spearman, "mig_within_beta_variance_share": within / total if total > 0 else float("nan")}
+        spearman = float(torch.corrcoef(torch.stack([_ranks(beta), _ranks(tc)]))[0, 1])
+        betas = beta.unique()  # sorted
+        separated = all(bool(tc[beta == low].min() > tc[beta == high].max()) for low, high in zip(betas, betas[1:]))
+        shares = {metric: _seed_share(torch.tensor([r[metric] for r in rows], dtype=torch.float64), beta)
+                  for metric in ("total_correlation", "mig", "factorvae", "dci")}
+        out[model] = {"spearman_tc_beta": spearman, "tc_falls_at_every_beta_step": separated,
+                      "seed_variance_share": shares}
     return out
 
 
@@ -146,8 +143,14 @@ def table(records: list[dict]) -> str:
             rows.append(f"| {model} | {beta:g} | {len(group)} | " + " | ".join(cells) + " |")
     lines = ["\n".join(rows), ""]
     for model, f in findings(records).items():
-        lines.append(f"- {model}: Spearman correlation of total correlation with beta {f['spearman_tc_beta']:+.2f}; "
-                     f"share of MIG's variance between seeds at a fixed beta {f['mig_within_beta_variance_share']:.2f}")
+        shares = ", ".join(f"{metric} {share:.2f}" for metric, share in f["seed_variance_share"].items())
+        rows = [r for r in records if r["model"] == model]
+        chance = (len(rows) - len({r["beta"] for r in rows})) / (len(rows) - 1)  # E[share] if beta did nothing
+        every = "every" if f["tc_falls_at_every_beta_step"] else "not every"
+        lines.append(f"- {model}: Spearman correlation of total correlation with beta {f['spearman_tc_beta']:+.2f} "
+                     f"({every} model at a larger beta has a lower TC than all at the smaller one); "
+                     f"share of each metric's variance between seeds at a fixed beta: {shares} "
+                     f"({chance:.2f} expected if beta had no effect)")
     return "\n".join(lines)
 
 

@@ -259,3 +259,90 @@ def metric_table(results: dict[str, Sequence[float]]) -> str:
         sd = float(t.std()) if len(t) > 1 else float("nan")
         rows.append(f"| {name} | {float(t.mean()):.3f} | {sd:.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
     return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class DisentanglementScores:
+    """Everything the shapes study reports for one trained model (see :func:`disentanglement_scores`).
+
+    :ivar reconstruction: E_q[log p(x|z)] per held-out observation (nats, K = 1);
+    :ivar kl: KL(q(z|x) || p(z)) per observation; :ivar active_units: dimensions whose posterior mean
+    varies (Burda et al.'s 0.01); :ivar total_correlation: of the aggregate posterior over the held-out
+    observations (nats); :ivar mig, factorvae, dci: the metrics above (DCI's disentanglement), with
+    :ivar dci_completeness: and :ivar dci_informativeness:; :ivar median_posterior_sd: over observations
+    and dimensions (very small: the posteriors are tight, raise beta).
+    """
+
+    reconstruction: float
+    kl: float
+    active_units: int
+    total_correlation: float
+    mig: float
+    factorvae: float
+    dci: float
+    dci_completeness: float
+    dci_informativeness: float
+    median_posterior_sd: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def disentanglement_scores(model: Callable, guide: Callable, posterior: Callable, x: torch.Tensor,
+                           truth: GroundTruth, *, seed: int = 0, mig_samples: int = 5000, votes: int = 500,
+                           dci_train: int = 1000, dci_trees: int = 30, tc_samples: int = 2000
+                           ) -> DisentanglementScores:
+    """Score a trained latent-variable model on held-out observations ``x`` and on fresh draws of
+    ``truth``'s factors: reconstruction, KL and active units (:func:`inference.evaluate`, K = 1), the
+    aggregate total correlation, MIG, the FactorVAE score (``votes`` training votes, half as many to
+    evaluate) and DCI (``dci_trees`` gradient-boosted trees of depth 3 per factor, ``dci_train`` codes
+    to fit, half as many to test).
+
+    :param posterior: ``x -> q(z|x)`` as a diagonal Gaussian (``Independent(Normal)``), e.g.
+        ``vae.posterior``; its mean is the code the metrics read.
+
+    >>> import torch
+    >>> from pyro_vae import VAE
+    >>> from pyro_vae.shapes import FACTOR_NAMES, FACTOR_SIZES, render
+    >>> truth = GroundTruth(FACTOR_SIZES, render, FACTOR_NAMES)
+    >>> vae = VAE((1, 64, 64), z_dim=4, hidden=(32,))  # untrained: its codes know little of the factors
+    >>> x = render(truth.sample_factors(100, torch.Generator().manual_seed(0)))
+    >>> s = disentanglement_scores(vae.model, vae.guide, vae.posterior, x, truth, mig_samples=500, votes=40,
+    ...                            dci_train=200, dci_trees=5, tc_samples=200)
+    >>> 0 <= s.mig < 0.5 and s.total_correlation >= -0.05 and s.active_units <= 4
+    True
+    """
+    from inference.evaluate import evaluate  # evaluate imports nothing from here; kept local for import speed
+
+    with torch.no_grad():
+        q = posterior(x)
+    if not (isinstance(q, torch.distributions.Independent) and isinstance(q.base_dist, torch.distributions.Normal)):
+        raise ValueError(f"disentanglement_scores needs q(z|x) as a diagonal Gaussian, Independent(Normal), to "
+                         f"estimate the total correlation; posterior(x) gave {type(q).__name__}. Pass a posterior "
+                         f"of that family, or call mig/factorvae_score/dci with the encoder's means directly.")
+    try:
+        from sklearn.ensemble import GradientBoostingClassifier
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("dci fits scikit-learn classifiers: pip install 'pyro-vae[disentanglement]'") from error
+
+    def encode(observations: torch.Tensor) -> torch.Tensor:
+        return posterior(observations).mean
+
+    def trees():
+        return GradientBoostingClassifier(n_estimators=dci_trees, max_depth=3, random_state=0)
+
+    scored = evaluate(model, guide, x, num_samples=1, ks=(1,), progress=False)
+    d = dci(encode, truth, num_train=dci_train, num_test=dci_train // 2, seed=seed, classifier=trees)
+    return DisentanglementScores(
+        reconstruction=scored.reconstruction,
+        kl=scored.kl,
+        active_units=scored.active_units,
+        total_correlation=total_correlation(q.base_dist.loc, q.base_dist.scale, num_samples=tc_samples, seed=seed),
+        mig=mig(encode, truth, num_samples=mig_samples, seed=seed).score,
+        factorvae=factorvae_score(encode, truth, num_train=votes, num_eval=votes // 2,
+                                  num_variance_estimate=mig_samples, seed=seed).score,
+        dci=d.disentanglement,
+        dci_completeness=d.completeness,
+        dci_informativeness=d.informativeness,
+        median_posterior_sd=float(q.base_dist.scale.median()),
+    )

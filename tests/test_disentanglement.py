@@ -4,7 +4,7 @@ closed form, and the shapes data set's images against their factors."""
 import pytest
 import torch
 
-from inference.disentanglement import GroundTruth, dci, factorvae_score, mig, total_correlation
+from inference.disentanglement import GroundTruth, dci, disentanglement_scores, factorvae_score, mig, total_correlation
 from pyro_vae import load_dataset
 from pyro_vae.shapes import NUM_IMAGES, ShapesData, factors_of, index_of, render
 
@@ -89,6 +89,31 @@ def _centre_of_mass(images):
     grid = (torch.arange(64) + 0.5) / 64
     mass = images.sum((-1, -2))
     return (images.sum(-2) * grid).sum(-1) / mass, (images.sum(-1) * grid).sum(-1) / mass
+
+
+def test_scores_of_a_model_agree_with_the_metrics_and_refuse_a_full_covariance_posterior():
+    """disentanglement_scores is what the study and the notebook report: its fields are the metrics' own
+    values on the same draws; a posterior that is not a diagonal Gaussian is refused with the fix named."""
+    from pyro_vae import PPCA, VAE
+    from pyro_vae.shapes import FACTOR_NAMES, FACTOR_SIZES
+
+    torch.manual_seed(0)
+    truth = GroundTruth(FACTOR_SIZES, render, FACTOR_NAMES)
+    vae = VAE((1, 64, 64), z_dim=3, hidden=(16,))
+    x = render(truth.sample_factors(64, torch.Generator().manual_seed(1)))
+    s = disentanglement_scores(vae.model, vae.guide, vae.posterior, x, truth, seed=3, mig_samples=300, votes=20,
+                               dci_train=100, dci_trees=3, tc_samples=100)
+    encode = lambda images: vae.posterior(images).mean  # noqa: E731
+    with torch.no_grad():
+        q = vae.posterior(x)
+    assert s.mig == mig(encode, truth, num_samples=300, seed=3).score
+    assert s.total_correlation == total_correlation(q.base_dist.loc, q.base_dist.scale, num_samples=100, seed=3)
+    assert s.median_posterior_sd == float(q.base_dist.scale.median())
+    assert s.reconstruction < 0 and s.kl >= 0 and set(s.as_dict()) >= {"mig", "factorvae", "dci", "total_correlation"}
+    ppca = PPCA.random(x_dim=64 * 64, z_dim=2)  # its exact posterior has a full covariance
+    flat = lambda images: ppca.posterior(images.flatten(1).double())  # noqa: E731
+    with pytest.raises(ValueError, match="diagonal Gaussian.*MultivariateNormal"):
+        disentanglement_scores(vae.model, vae.guide, flat, x, truth)
 
 
 def test_the_centre_of_mass_follows_the_position_factors():
@@ -176,3 +201,24 @@ def test_the_study_runs_resumes_and_writes_its_table(tmp_path):
     before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("checkpoint.pt")}
     disentanglement.main(argv)
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("checkpoint.pt")} == before
+
+
+def test_the_studys_findings_tell_beta_from_seed():
+    """Spearman's correlation of TC with beta, and each metric's share of variance between seeds at a
+    fixed beta: 0 for a metric that only beta moves, 1 for one that only the seed moves."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import disentanglement
+
+    records = [{"model": "beta-vae", "beta": beta, "seed": seed, "total_correlation": 10.0 / beta,
+                "mig": 0.1 * seed, "factorvae": 0.5 + 0.01 * beta, "dci": 0.1 * seed + 0.01 * beta}
+               for beta in (1, 2, 4, 8, 16) for seed in (0, 1, 2)]
+    found = disentanglement.findings(records)["beta-vae"]
+    assert found["spearman_tc_beta"] == pytest.approx(-1.0) and found["tc_falls_at_every_beta_step"]
+    shares = found["seed_variance_share"]
+    assert shares["total_correlation"] == 0 and shares["factorvae"] == 0
+    assert shares["mig"] == pytest.approx(1.0) and 0.1 < shares["dci"] < 0.9
+    records[0]["total_correlation"] = 1.0  # one beta-1 model below a beta-2 model: the fall is not at every step
+    assert not disentanglement.findings(records)["beta-vae"]["tc_falls_at_every_beta_step"]

@@ -151,6 +151,7 @@ def run(args) -> dict:
                          latent_site=sites[-1], device=args.device, compile=args.compile, progress=not args.no_progress)
         record.update(test_nll=-score.log_px, test_nll_se=score.log_px_se, test_elbo=score.elbo,
                       num_samples=args.eval_samples, test_images=score.num_data, active_units=score.active_units,
+                      active_units_by_site=score.active_units_by_site,
                       eval_seconds=time.perf_counter() - started)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
@@ -209,7 +210,8 @@ def table(results: Path) -> str:
         if r["status"] == "finished":
             ours = f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}"
             diff = f"{r['test_nll'] - ref:+.2f}"
-            units = str(r["active_units"])
+            by_site = r.get("active_units_by_site") or {}
+            units = (" + ".join(f"{v} ({k})" for k, v in by_site.items()) if len(by_site) > 1 else str(r["active_units"]))
         else:
             last = r.get("last_metrics") or {}
             if "val_elbo" in last:

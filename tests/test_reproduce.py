@@ -26,6 +26,8 @@ def test_every_preset_runs_end_to_end_and_writes_its_result(preset, tmp_path):
     assert record["reference"]["test_nll"] == reproduce.PRESETS[preset].reference
     assert 50 < record["test_nll"] < 800 and record["test_nll_se"] > 0
     assert "first 120 training images" in record["deviations"]
+    layers = 2 if preset.startswith("burda-2l") else 1
+    assert len(record["active_units_by_site"]) == layers  # a hierarchy's collapse is seen per layer
 
 
 def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):

@@ -33,7 +33,7 @@ from pathlib import Path
 import pyro
 import torch
 
-from inference import evaluate, fit
+from inference import fit
 from inference.disentanglement import GroundTruth, disentanglement_scores
 from pyro_vae import VAE, load_dataset
 from pyro_vae.plots import traversals
@@ -111,8 +111,9 @@ def _seed_share(values: torch.Tensor, beta: torch.Tensor) -> float:
 def findings(records: list[dict]) -> dict:
     """Per model: Spearman's rank correlation of total correlation with beta (does it fall as beta
     grows? with beta tied across seeds, -1 is out of reach; whether every model at the next beta has a
-    lower TC than every model at the last is ``tc_falls_at_every_beta_step``), and for each metric the share of its variance that lies between seeds at a fixed beta
-    (Locatello et al.'s question: does the seed matter as much as beta?)."""
+    lower TC than every model at the last is ``tc_falls_at_every_beta_step``), and for each metric the
+    share of its variance that lies between seeds at a fixed beta, beside its expected value were beta
+    to have no effect (Locatello et al.'s question: does the seed matter as much as beta?)."""
     out = {}
     for model in sorted({r["model"] for r in records}):
         rows = [r for r in records if r["model"] == model]
@@ -125,8 +126,9 @@ def findings(records: list[dict]) -> dict:
         separated = all(bool(tc[beta == low].min() > tc[beta == high].max()) for low, high in zip(betas, betas[1:]))
         shares = {metric: _seed_share(torch.tensor([r[metric] for r in rows], dtype=torch.float64), beta)
                   for metric in ("total_correlation", "mig", "factorvae", "dci")}
+        no_effect = (len(rows) - len(betas)) / (len(rows) - 1)  # the expected share if beta did nothing
         out[model] = {"spearman_tc_beta": spearman, "tc_falls_at_every_beta_step": separated,
-                      "seed_variance_share": shares}
+                      "seed_variance_share": shares, "seed_variance_share_if_beta_had_no_effect": no_effect}
     return out
 
 
@@ -144,13 +146,11 @@ def table(records: list[dict]) -> str:
     lines = ["\n".join(rows), ""]
     for model, f in findings(records).items():
         shares = ", ".join(f"{metric} {share:.2f}" for metric, share in f["seed_variance_share"].items())
-        rows = [r for r in records if r["model"] == model]
-        chance = (len(rows) - len({r["beta"] for r in rows})) / (len(rows) - 1)  # E[share] if beta did nothing
         every = "every" if f["tc_falls_at_every_beta_step"] else "not every"
         lines.append(f"- {model}: Spearman correlation of total correlation with beta {f['spearman_tc_beta']:+.2f} "
                      f"({every} model at a larger beta has a lower TC than all at the smaller one); "
                      f"share of each metric's variance between seeds at a fixed beta: {shares} "
-                     f"({chance:.2f} expected if beta had no effect)")
+                     f"({f['seed_variance_share_if_beta_had_no_effect']:.2f} expected if beta had no effect)")
     return "\n".join(lines)
 
 

@@ -230,7 +230,7 @@ def write_table(benchmarks: Path, results: Path, docs: Path | None = None) -> No
     ``docs/reproductions.png`` (linked under the table)."""
     text = table(results)
     if docs is not None and figure(results, docs / "reproductions.png"):
-        link = Path(docs.resolve() / "reproductions.png")
+        link = docs.resolve() / "reproductions.png"
         try:
             link = link.relative_to(benchmarks.resolve().parent)
         except ValueError:

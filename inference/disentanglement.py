@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
+
+from inference.evaluate import evaluate
 
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
@@ -179,6 +181,16 @@ def _one_minus_entropy(p: torch.Tensor, base: int) -> torch.Tensor:
     return 1 - h
 
 
+def gradient_boosting(**options) -> Callable:
+    """A factory of scikit-learn ``GradientBoostingClassifier(random_state=0, **options)`` for :func:`dci`
+    (scikit-learn is the optional ``disentanglement`` extra; its absence is named here)."""
+    try:
+        from sklearn.ensemble import GradientBoostingClassifier
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError("dci fits scikit-learn classifiers: pip install 'pyro-vae[disentanglement]'") from error
+    return lambda: GradientBoostingClassifier(random_state=0, **options)
+
+
 def dci(encode: Encoder, truth: GroundTruth, *, num_train: int = 2000, num_test: int = 1000, seed: int = 0,
         classifier: Callable | None = None) -> DCIResult:
     """DCI disentanglement, completeness and informativeness of ``encode``.
@@ -187,18 +199,13 @@ def dci(encode: Encoder, truth: GroundTruth, *, num_train: int = 2000, num_test:
         factor (default: ``GradientBoostingClassifier()``, as disentanglement_lib).
 
     >>> import torch
-    >>> from sklearn.ensemble import GradientBoostingClassifier
     >>> truth = GroundTruth((4, 5), observe=lambda f: f.double())
-    >>> trees = lambda: GradientBoostingClassifier(n_estimators=20, random_state=0)
+    >>> trees = gradient_boosting(n_estimators=20)
     >>> result = dci(lambda x: x.flip(-1), truth, num_train=300, num_test=100, classifier=trees)
     >>> round(result.disentanglement, 2), round(result.informativeness, 2)
     (1.0, 1.0)
     """
-    try:
-        from sklearn.ensemble import GradientBoostingClassifier
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("dci fits scikit-learn classifiers: pip install 'pyro-vae[disentanglement]'") from error
-    classifier = classifier or (lambda: GradientBoostingClassifier(random_state=0))
+    classifier = classifier or gradient_boosting()
     generator = torch.Generator().manual_seed(seed)
     train_factors, test_factors = truth.sample_factors(num_train, generator), truth.sample_factors(num_test, generator)
     train_codes = truth.codes(encode, train_factors).numpy()
@@ -285,7 +292,7 @@ class DisentanglementScores:
     median_posterior_sd: float
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return asdict(self)
 
 
 def disentanglement_scores(model: Callable, guide: Callable, posterior: Callable, x: torch.Tensor,
@@ -312,27 +319,18 @@ def disentanglement_scores(model: Callable, guide: Callable, posterior: Callable
     >>> 0 <= s.mig < 0.5 and s.total_correlation >= -0.05 and s.active_units <= 4
     True
     """
-    from inference.evaluate import evaluate  # evaluate imports nothing from here; kept local for import speed
-
     with torch.no_grad():
         q = posterior(x)
     if not (isinstance(q, torch.distributions.Independent) and isinstance(q.base_dist, torch.distributions.Normal)):
         raise ValueError(f"disentanglement_scores needs q(z|x) as a diagonal Gaussian, Independent(Normal), to "
                          f"estimate the total correlation; posterior(x) gave {type(q).__name__}. Pass a posterior "
                          f"of that family, or call mig/factorvae_score/dci with the encoder's means directly.")
-    try:
-        from sklearn.ensemble import GradientBoostingClassifier
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("dci fits scikit-learn classifiers: pip install 'pyro-vae[disentanglement]'") from error
-
     def encode(observations: torch.Tensor) -> torch.Tensor:
         return posterior(observations).mean
 
-    def trees():
-        return GradientBoostingClassifier(n_estimators=dci_trees, max_depth=3, random_state=0)
-
     scored = evaluate(model, guide, x, num_samples=1, ks=(1,), progress=False)
-    d = dci(encode, truth, num_train=dci_train, num_test=dci_train // 2, seed=seed, classifier=trees)
+    d = dci(encode, truth, num_train=dci_train, num_test=dci_train // 2, seed=seed,
+            classifier=gradient_boosting(n_estimators=dci_trees, max_depth=3))
     return DisentanglementScores(
         reconstruction=scored.reconstruction,
         kl=scored.kl,

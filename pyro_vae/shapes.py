@@ -22,6 +22,7 @@ is on when its centre lies inside the shape). Memory stays that of one batch.
 from __future__ import annotations
 
 import math
+
 import torch
 
 from pyro_vae.batched import Batched

@@ -4,7 +4,8 @@ closed form, and the shapes data set's images against their factors."""
 import pytest
 import torch
 
-from inference.disentanglement import GroundTruth, dci, disentanglement_scores, factorvae_score, mig, total_correlation
+from inference.disentanglement import (GroundTruth, dci, disentanglement_scores, factorvae_score, gradient_boosting, mig,
+                                       total_correlation)
 from pyro_vae import load_dataset
 from pyro_vae.shapes import NUM_IMAGES, ShapesData, factors_of, index_of, render
 
@@ -30,9 +31,7 @@ CODES = {
 
 @pytest.fixture(scope="module")
 def scores():
-    from sklearn.ensemble import GradientBoostingClassifier
-
-    trees = lambda: GradientBoostingClassifier(n_estimators=30, max_depth=2, random_state=0)  # noqa: E731
+    trees = gradient_boosting(n_estimators=30, max_depth=2)
     torch.manual_seed(0)
     return {name: {"mig": mig(code, _truth(), num_samples=5000).score,
                    "factorvae": factorvae_score(code, _truth(), num_train=300, num_eval=300,
@@ -220,5 +219,6 @@ def test_the_studys_findings_tell_beta_from_seed():
     shares = found["seed_variance_share"]
     assert shares["total_correlation"] == 0 and shares["factorvae"] == 0
     assert shares["mig"] == pytest.approx(1.0) and 0.1 < shares["dci"] < 0.9
+    assert found["seed_variance_share_if_beta_had_no_effect"] == pytest.approx(10 / 14)  # (15 - 5) / (15 - 1)
     records[0]["total_correlation"] = 1.0  # one beta-1 model below a beta-2 model: the fall is not at every step
     assert not disentanglement.findings(records)["beta-vae"]["tc_falls_at_every_beta_step"]

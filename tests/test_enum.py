@@ -1,7 +1,6 @@
 """The enum estimator: exact sums over discrete latents (Pyro's TraceEnum_ELBO), checked against a
 mixture's closed-form marginal, against trace in expectation, and in training."""
 
-
 import pyro
 import pyro.distributions as dist
 import pytest

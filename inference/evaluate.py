@@ -34,7 +34,10 @@ class Evaluation:
     :ivar latent_variance: per latent dimension, Cov_x(E_q[z_u | x]).
     :ivar active_units: how many dimensions have ``latent_variance > 0.01``.
     :ivar active_units_by_site: the same count for every latent site of the guide
-        (a hierarchical model's layers: Burda et al. report them per layer).
+        (a hierarchical model's layers: Burda et al. report them per layer). For a
+        layer whose guide depends on draws of the layers below, E_q[z_u | x] is the
+        average of its conditional means over the ``num_samples`` draws, so a small
+        K adds their noise to the variance and overcounts active units.
     """
 
     num_data: int

@@ -19,20 +19,30 @@ from torch import nn
 from inference.options import choose
 
 
+ScaleName = Literal["softplus", "exp"]
+
+#: name -> the map from a head's raw output to a standard deviation (before the floor)
+SCALES = {"softplus": F.softplus, "exp": torch.exp}
+
+
 class GuideFamily(nn.Module):
     """Base class: ``forward(features) -> q(z|x)``, batch shape ``features.shape[:-1]``.
 
     :param feature_dim: the encoder's ``out_features``.
     :param z_dim: the latent dimension.
     :param min_scale: a floor on every standard deviation, so q never collapses to a point.
+    :param scale: how a raw output becomes a standard deviation: ``"softplus"`` (the
+        default: bounded growth) or ``"exp"`` (Burda et al.'s: a log standard deviation,
+        whose gradient does not vanish as the deviation shrinks; see ``benchmarks/collapse.py``).
     """
 
-    def __init__(self, feature_dim: int, z_dim: int, min_scale: float = 1e-3) -> None:
+    def __init__(self, feature_dim: int, z_dim: int, min_scale: float = 1e-3, scale: ScaleName = "softplus") -> None:
         super().__init__()
         self.feature_dim, self.z_dim, self.min_scale = feature_dim, z_dim, min_scale
+        self.scale, self._positive = scale, choose(SCALES, scale, what="scale")
 
     def _scale(self, raw: torch.Tensor) -> torch.Tensor:
-        return F.softplus(raw) + self.min_scale
+        return self._positive(raw) + self.min_scale
 
     def forward(self, features):
         return self.distribution(self.head(features))
@@ -51,8 +61,8 @@ class DiagonalNormal(GuideFamily):
     (torch.Size([5]), torch.Size([2]))
     """
 
-    def __init__(self, feature_dim: int, z_dim: int, min_scale: float = 1e-3) -> None:
-        super().__init__(feature_dim, z_dim, min_scale)
+    def __init__(self, feature_dim: int, z_dim: int, min_scale: float = 1e-3, scale: ScaleName = "softplus") -> None:
+        super().__init__(feature_dim, z_dim, min_scale, scale)
         self.head = nn.Linear(feature_dim, 2 * z_dim)
 
     def distribution(self, params):
@@ -63,8 +73,9 @@ class DiagonalNormal(GuideFamily):
 class LowRankNormal(GuideFamily):
     """N(mu(x), F(x) F(x)^T + diag(d(x))) with a ``rank``-column factor F."""
 
-    def __init__(self, feature_dim: int, z_dim: int, rank: int = 2, min_scale: float = 1e-3) -> None:
-        super().__init__(feature_dim, z_dim, min_scale)
+    def __init__(self, feature_dim: int, z_dim: int, rank: int = 2, min_scale: float = 1e-3,
+                 scale: ScaleName = "softplus") -> None:
+        super().__init__(feature_dim, z_dim, min_scale, scale)
         self.rank = rank
         self.head = nn.Linear(feature_dim, z_dim * (rank + 2))
 
@@ -77,8 +88,8 @@ class LowRankNormal(GuideFamily):
 class FullNormal(GuideFamily):
     """N(mu(x), L(x) L(x)^T) with a full lower-triangular L (positive diagonal)."""
 
-    def __init__(self, feature_dim: int, z_dim: int, min_scale: float = 1e-3) -> None:
-        super().__init__(feature_dim, z_dim, min_scale)
+    def __init__(self, feature_dim: int, z_dim: int, min_scale: float = 1e-3, scale: ScaleName = "softplus") -> None:
+        super().__init__(feature_dim, z_dim, min_scale, scale)
         rows, cols = torch.tril_indices(z_dim, z_dim, offset=-1)
         self.register_buffer("rows", rows, persistent=False)
         self.register_buffer("cols", cols, persistent=False)
@@ -104,11 +115,12 @@ class IAF(GuideFamily):
         num_flows: int = 2,
         hidden: Sequence[int] | None = None,
         min_scale: float = 1e-3,
+        scale: ScaleName = "softplus",
     ) -> None:
-        super().__init__(feature_dim, z_dim, min_scale)
+        super().__init__(feature_dim, z_dim, min_scale, scale)
         if z_dim < 2:
             raise ValueError("guide='iaf' needs z_dim >= 2 (an autoregressive flow on one dim is affine); use guide='diagonal'")
-        self.base = DiagonalNormal(feature_dim, z_dim, min_scale)
+        self.base = DiagonalNormal(feature_dim, z_dim, min_scale, scale)
         hidden = list(hidden or [4 * z_dim])
         self.flows = nn.ModuleList(
             conditional_affine_autoregressive(z_dim, feature_dim, hidden_dims=hidden, stable=True)

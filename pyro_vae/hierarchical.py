@@ -27,12 +27,24 @@ import torch
 from pyro.distributions.util import is_validation_enabled
 from torch import nn
 
-from pyro_vae.guides import DiagonalNormal
-from pyro_vae.likelihoods import Likelihood, LikelihoodName, make_likelihood
+from inference.options import choose
+from pyro_vae.guides import DiagonalNormal, ScaleName
+from pyro_vae.likelihoods import Bernoulli, Likelihood, LikelihoodName, make_likelihood
 from pyro_vae.priors import Prior, PriorName, make_prior
 from pyro_vae.vae import VAE, data_plate, validate_data
 
 ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU}
+
+
+@torch.no_grad()
+def _glorot(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+#: name -> what it does to every submodule after construction
+INITS = {"torch": lambda module: None, "glorot": _glorot}
 
 
 def _net(sizes: Sequence[int], activation: type[nn.Module]) -> nn.Sequential:
@@ -46,10 +58,11 @@ def _net(sizes: Sequence[int], activation: type[nn.Module]) -> nn.Sequential:
 class GaussianLayer(nn.Module):
     """z_out | z_in ~ N(mu(z_in), diag sigma(z_in)^2): an MLP, then a linear head (softplus scale with a floor)."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (), activation=nn.Tanh) -> None:
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (), activation=nn.Tanh,
+                 scale: ScaleName = "softplus") -> None:
         super().__init__()
         self.net = _net([in_dim, *hidden], activation)
-        self.family = DiagonalNormal(hidden[-1] if hidden else in_dim, out_dim)
+        self.family = DiagonalNormal(hidden[-1] if hidden else in_dim, out_dim, scale=scale)
 
     def forward(self, h: torch.Tensor):
         return self.family(self.net(h))
@@ -66,6 +79,12 @@ class HierarchicalVAE(nn.Module):
         q(z|x), which a hierarchy has only for its bottom layer) or a :class:`~pyro_vae.priors.Prior`.
     :param likelihood: a registry name or a :class:`~pyro_vae.likelihoods.Likelihood`.
     :param activation: ``"tanh"`` (the paper's), ``"softplus"`` or ``"relu"``.
+    :param scale: the standard deviations of every Gaussian layer, ``"softplus"`` or ``"exp"``
+        (see :class:`~pyro_vae.guides.GuideFamily`).
+    :param init: ``"torch"`` (PyTorch's default for linear layers) or ``"glorot"``
+        (Glorot-uniform weights, zero biases). Burda et al.'s code uses ``scale="exp"``,
+        ``init="glorot"`` and :meth:`set_output_bias`; together they train far faster and keep
+        units active in the top layer (``benchmarks/collapse.py``; BENCHMARKS.md).
 
     >>> vae = HierarchicalVAE((1, 8, 8), z_dims=(6, 3), hidden=((16,), (8,)))
     >>> x = torch.bernoulli(torch.full((5, 1, 8, 8), 0.3))
@@ -85,6 +104,8 @@ class HierarchicalVAE(nn.Module):
         prior: PriorName | Prior = "standard_normal",
         likelihood: LikelihoodName | Likelihood = "bernoulli",
         activation: str = "tanh",
+        scale: ScaleName = "softplus",
+        init: str = "torch",
     ) -> None:
         super().__init__()
         self.x_shape, self.z_dims = tuple(x_shape), tuple(z_dims)
@@ -98,20 +119,40 @@ class HierarchicalVAE(nn.Module):
         act = ACTIVATIONS[activation] if activation in ACTIVATIONS else None
         if act is None:
             raise ValueError(f"unknown activation {activation!r}; valid choices: {', '.join(map(repr, ACTIVATIONS))}")
+        initialize = choose(INITS, init, what="init")
         self.likelihood = make_likelihood(likelihood, x_shape=x_shape) if isinstance(likelihood, str) else likelihood
         self.prior = make_prior(prior, z_dim=self.z_dims[-1], x_shape=x_shape) if isinstance(prior, str) else prior
         x_dim = math.prod(self.x_shape)
         inputs = (x_dim, *self.z_dims[:-1])
         self.encoders = nn.ModuleList(
-            GaussianLayer(n_in, n_out, tuple(h), act) for n_in, n_out, h in zip(inputs, self.z_dims, hidden)
+            GaussianLayer(n_in, n_out, tuple(h), act, scale) for n_in, n_out, h in zip(inputs, self.z_dims, hidden)
         )
         self.decoders = nn.ModuleList(  # p(z_l | z_{l+1}) for l = 1 .. L-1
-            GaussianLayer(self.z_dims[l + 1], self.z_dims[l], tuple(reversed(hidden[l + 1])), act)
+            GaussianLayer(self.z_dims[l + 1], self.z_dims[l], tuple(reversed(hidden[l + 1])), act, scale)
             for l in range(len(self.z_dims) - 1)
         )
         bottom = tuple(reversed(hidden[0]))
         self.decoder = nn.Sequential(_net([self.z_dims[0], *bottom], act),
                                      nn.Linear(bottom[-1] if bottom else self.z_dims[0], self.likelihood.out_features))
+        for module in (self.encoders, self.decoders, self.decoder):
+            module.apply(initialize)
+
+    @torch.no_grad()
+    def set_output_bias(self, x: torch.Tensor) -> None:
+        """Start p(x | z_1) at the data's marginal: the decoder's output bias becomes the logit
+        of the mean of ``x`` (clamped to [1e-3, 1 - 1e-3]), as in Burda et al.'s code, so the
+        latents are not spent on the mean image early in training. Bernoulli likelihoods only.
+
+        >>> vae = HierarchicalVAE((1, 2, 2), z_dims=(2,), hidden=((4,),))
+        >>> vae.set_output_bias(torch.tensor([[[[1.0, 0.0], [1.0, 0.0]]], [[[1.0, 1.0], [0.0, 0.0]]]]))
+        >>> [round(p, 4) for p in torch.sigmoid(vae.decoder[-1].bias).tolist()]  # the clamped mean pixels
+        [0.999, 0.5, 0.5, 0.001]
+        """
+        if not isinstance(self.likelihood, Bernoulli):
+            raise ValueError(f"set_output_bias sets Bernoulli logits, but this model's likelihood is "
+                             f"{type(self.likelihood).__name__}; leave the bias at its initial value")
+        mean = x.reshape(-1, math.prod(self.x_shape)).float().mean(0)
+        self.decoder[-1].bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)))
 
     @property
     def latent_sites(self) -> tuple[str, ...]:

@@ -16,19 +16,24 @@ A, A0, T1 = 0.8, 0.3, 0.6  # z1 | z2 ~ N(A z2 + A0, T1^2), z2 ~ N(0, 1)
 B, BIAS, SIGMA = [1.0, -0.5, 2.0], [0.1, 0.2, -0.3], 0.5  # x | z1 ~ N(B z1 + BIAS, SIGMA^2 I)
 
 
+INVERSE_SCALES = {"softplus": lambda s: math.log(math.expm1(s)), "exp": math.log}
+
+
 def _set(layer, weight, bias, scale):
     """A GaussianLayer with no hidden units: loc = weight . input + bias, a constant scale."""
-    head = layer.family.head
+    family = layer.family
+    head = family.head
     with torch.no_grad():
         head.weight.zero_()
         head.weight[0] = torch.as_tensor(weight, dtype=head.weight.dtype)
         head.bias[0] = bias
-        head.bias[1] = math.log(math.expm1(scale - layer.family.min_scale))  # softplus^-1
+        head.bias[1] = INVERSE_SCALES[family.scale](scale - family.min_scale)
 
 
-def _linear_gaussian(exact_guide: bool = True):
+def _linear_gaussian(exact_guide: bool = True, scale: str = "softplus"):
     """The hierarchy, its marginal p(x) and (as the guide) its exact posterior p(z1 | x) p(z2 | z1)."""
-    vae = HierarchicalVAE((3,), z_dims=(1, 1), hidden=((), ()), likelihood=Gaussian((3,), scale=SIGMA)).double()
+    vae = HierarchicalVAE((3,), z_dims=(1, 1), hidden=((), ()), likelihood=Gaussian((3,), scale=SIGMA),
+                          scale=scale).double()
     b, bias = torch.tensor(B, dtype=torch.float64), torch.tensor(BIAS, dtype=torch.float64)
     _set(vae.decoders[0], [A], A0, T1)
     with torch.no_grad():
@@ -47,8 +52,9 @@ def _linear_gaussian(exact_guide: bool = True):
     return vae, marginal
 
 
-def test_the_exact_posterior_makes_the_elbo_the_closed_form_log_likelihood():
-    vae, marginal = _linear_gaussian()
+@pytest.mark.parametrize("scale", ["softplus", "exp"])
+def test_the_exact_posterior_makes_the_elbo_the_closed_form_log_likelihood(scale):
+    vae, marginal = _linear_gaussian(scale=scale)
     x = marginal.sample((40,))
     exact = marginal.log_prob(x)
     elbo = -make_elbo("trace", num_particles=8).loss(vae.model, vae.guide, x)
@@ -85,6 +91,38 @@ def test_bad_hierarchies_are_refused():
         HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), prior="vamp")
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), activation="gelu")
+    with pytest.raises(ValueError, match="unknown scale 'relu'; valid choices: 'softplus', 'exp'"):
+        HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), scale="relu")
+    with pytest.raises(ValueError, match="unknown init 'he'; valid choices: 'torch', 'glorot'"):
+        HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), init="he")
+
+
+def test_glorot_init_gives_zero_biases_and_weights_of_variance_two_over_fan_in_plus_fan_out():
+    torch.manual_seed(0)
+    vae = HierarchicalVAE((1, 28, 28), z_dims=(100, 50), hidden=((200, 200), (100, 100)), init="glorot")
+    linears = [m for m in vae.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 2 * (3 + 3)  # per layer: two hidden and a head, in the guide and the model
+    for layer in linears:
+        fan_out, fan_in = layer.weight.shape
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        assert torch.all(layer.bias == 0) and layer.weight.abs().max() <= bound
+        assert layer.weight.var().item() == pytest.approx(2 / (fan_in + fan_out), rel=0.1)
+    default = HierarchicalVAE((1, 28, 28), z_dims=(100, 50), hidden=((200, 200), (100, 100)))
+    assert default.decoder[-1].bias.abs().max() > 0  # PyTorch's init left alone
+
+
+def test_set_output_bias_starts_the_likelihood_at_the_mean_image():
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.rand(1, 4, 4).expand(500, 1, 4, 4).clamp(0.01, 0.99))
+    vae = HierarchicalVAE((1, 4, 4), z_dims=(3,), hidden=((8,),))
+    vae.set_output_bias(x)
+    with torch.no_grad():
+        vae.decoder[-1].weight.zero_()  # p(x | z) no longer depends on z: its mean is the bias's
+    p_x = vae.likelihood(vae.decoder(torch.randn(2, 3)))
+    assert torch.allclose(p_x.mean[0], x.mean(0), atol=1e-6)
+    gaussian = HierarchicalVAE((3,), z_dims=(1,), hidden=((),), likelihood=Gaussian((3,), scale=SIGMA))
+    with pytest.raises(ValueError, match="sets Bernoulli logits, but this model's likelihood is Gaussian"):
+        gaussian.set_output_bias(torch.zeros(4, 3))
 
 
 def test_compiled_training_equals_eager_draw_for_draw():

@@ -30,6 +30,19 @@ def test_every_preset_runs_end_to_end_and_writes_its_result(preset, tmp_path):
     assert len(record["active_units_by_site"]) == layers  # a hierarchy's collapse is seen per layer
 
 
+def test_burda_presets_start_as_the_papers_code_does():
+    """Glorot weights with zero biases, exp scales, and p(x | z) starting at the mean training image."""
+    import torch
+    from pyro_vae import load_dataset
+
+    train = load_dataset("mnist", split="train", limit=500)
+    model = reproduce.PRESETS["burda-2l-vae"].build(train)
+    grey = train.images.float().mean(0).flatten() / 255.0
+    assert torch.allclose(torch.sigmoid(model.decoder[-1].bias), grey.clamp(1e-3, 1 - 1e-3), atol=1e-6)
+    assert all(torch.all(layer.bias == 0) for layer in model.encoders.modules() if isinstance(layer, torch.nn.Linear))
+    assert {layer.family.scale for layer in [*model.encoders, *model.decoders]} == {"exp"}
+
+
 def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     results, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",

@@ -1,4 +1,4 @@
-"""Does the top layer of Burda et al.'s two-layer VAE collapse early, and does KL warm-up prevent it?
+"""Why does the top layer of Burda et al.'s two-layer VAE collapse, and what prevents it?
 
 Our 400-epoch ``burda-2l-vae`` run ended with 13 of 100 units active in z1 and none of 50 in z2
 (BENCHMARKS.md). This script trains the same model with the paper's first-stage settings (Adam
@@ -6,7 +6,7 @@ lr 1e-3, eps 1e-4, batch 20) for a few epochs per variant and counts the active 
 (posterior-mean variance > 0.01, Burda et al.'s criterion) on held-out test images after every
 epoch, so that a collapse and its remedy are seen within minutes instead of hours:
 
-    python benchmarks/collapse.py --epochs 12 --variants plain warmup:10 free_bits:0.1
+    python benchmarks/collapse.py --epochs 20 --compile --variants plain warmup:10 data_bias --figure docs/collapse.png
 
 ``plain`` is the paper's objective; ``warmup:W`` raises the KL weight of both layers linearly from 0
 to 1 over W epochs (Sønderby et al. 2016); ``free_bits:L`` floors each dimension's batch KL at L nats
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 
 from inference import LinearWarmup, evaluate, fit
 from pyro_vae import HierarchicalVAE, load_dataset
-from recording import git_commit  # benchmarks/recording.py
+from recording import command_line, git_commit  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,12 +38,17 @@ def options(variant: str, steps_per_epoch: int) -> dict:
     found = {}
     for part in variant.split("+"):
         kind, _, value = part.partition(":")
+        try:
+            number = float(value) if value else None
+        except ValueError:
+            number = None
+            kind = ""  # not a number: refused below
         if kind in ("plain", *MODEL_PARTS) and not value:
             continue
-        if kind == "warmup" and value:
-            found["beta"] = LinearWarmup(steps=int(float(value) * steps_per_epoch))
-        elif kind == "free_bits" and value:
-            found["free_bits"] = float(value)
+        if kind == "warmup" and number:
+            found["beta"] = LinearWarmup(steps=int(number * steps_per_epoch))
+        elif kind == "free_bits" and number is not None:
+            found["free_bits"] = number
         else:
             raise ValueError(f"unknown variant part {part!r}: use plain, warmup:EPOCHS, free_bits:NATS or one of "
                              f"{', '.join(MODEL_PARTS)}, joined by +")
@@ -106,34 +110,59 @@ def trace_variant(variant: str, train, held_out, *, epochs: int, seed: int, comp
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", nargs="+", default=["plain", "warmup:10", "free_bits:0.1"])
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--variants", nargs="+", default=["plain", "warmup:10", "data_bias"])
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--held-out", type=int, default=1000, help="test images scored after each epoch")
     parser.add_argument("--samples", type=int, default=256, help="draws of z1 behind each E_q[z2 | x]")
     parser.add_argument("--limit", type=int, default=None, help="the first N training images")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--results", default=str(HERE / "results"))
+    parser.add_argument("--figure", default=None, help="draw every recorded variant here (docs/collapse.png)")
     args = parser.parse_args(argv)
+    args.command = command_line("collapse.py", argv)
     for variant in args.variants:
         options(variant, 1)  # fail on a bad name before any training
     train = load_dataset("mnist", split="train", representation="dynamic", seed=args.seed, limit=args.limit)
     held_out = load_dataset("mnist", split="test", representation="dynamic", seed=args.seed + 1,
                             limit=args.held_out)
-    started = time.perf_counter()
-    rows = [row for variant in args.variants
-            for row in trace_variant(variant, train, held_out, epochs=args.epochs, seed=args.seed,
-                                     compile=args.compile, samples=args.samples)]
-    seconds = (time.perf_counter() - started) / len(args.variants)
     out = Path(args.results) / "collapse.json"
-    runs = json.loads(out.read_text())["runs"] if out.exists() else []
-    runs = [r for r in runs if r["variant"] not in args.variants]  # a rerun replaces its variant
-    runs += [{"variant": variant, "rows": [row for row in rows if row["variant"] == variant],
-              "seconds": seconds, "threads": torch.get_num_threads(), "seed": args.seed,
-              "command": " ".join(["python", "benchmarks/collapse.py", *sys.argv[1:]]), "commit": git_commit()}
-             for variant in args.variants]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    for variant in args.variants:  # each variant's record is written as soon as it ends
+        started = time.perf_counter()
+        rows = trace_variant(variant, train, held_out, epochs=args.epochs, seed=args.seed, compile=args.compile,
+                             samples=args.samples)
+        record = {"variant": variant, "rows": rows, "seconds": time.perf_counter() - started,
+                  "threads": torch.get_num_threads(), "seed": args.seed,
+                  "command": args.command, "commit": git_commit()}
+        runs = json.loads(out.read_text())["runs"] if out.exists() else []
+        runs = [r for r in runs if r["variant"] != variant] + [record]  # a rerun replaces its variant
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    if args.figure:
+        print(figure(json.loads(out.read_text())["runs"], Path(args.figure)))
+
+
+def figure(runs: list[dict], path: Path) -> Path:
+    """Held-out ELBO and the top layer's active units per epoch, one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for run in runs:
+        epochs = [r["epoch"] for r in run["rows"]]
+        line, = left.plot(epochs, [r["held_out_elbo"] for r in run["rows"]], marker=".", label=run["variant"])
+        right.plot(epochs, [r["active_z2"] for r in run["rows"]], marker=".", color=line.get_color())
+    left.set(xlabel="epoch", ylabel="held-out ELBO (nats)", ylim=(-135, None),
+             title="Burda et al.'s two-layer VAE, lr 1e-3, batch 20")
+    right.set(xlabel="epoch", ylabel="active units in z2 (of 50)", title="the top layer")
+    left.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ from inference.disentanglement import GroundTruth, disentanglement_scores
 from pyro_vae import VAE, load_dataset
 from pyro_vae.plots import traversals
 from pyro_vae.shapes import FACTOR_NAMES, FACTOR_SIZES, render
-from recording import git_commit, write_block  # benchmarks/recording.py
+from recording import command_line, git_commit, write_block  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("beta-vae", "beta-tcvae")
@@ -203,6 +202,7 @@ def main(argv=None) -> None:
     parser.add_argument("--table", default=None)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    args.command = command_line("disentanglement.py", argv)
     deadline = time.monotonic() + (args.max_minutes * 60 if args.max_minutes else float("inf"))
     data = load_dataset("shapes", limit=args.limit + args.held_out, seed=0)
     train, held_out = data.split(args.held_out, seed=0)
@@ -215,7 +215,7 @@ def main(argv=None) -> None:
     result = {"records": records, "missing": missing, "findings": findings(records),
               "setup": {k: v for k, v in vars(args).items() if k not in ("out", "results", "docs", "table")},
               "status": "finished" if not missing else "partial",
-              "command": " ".join(["python", "benchmarks/disentanglement.py", *sys.argv[1:]]), "commit": git_commit()}
+              "command": args.command, "commit": git_commit()}
     Path(args.results).mkdir(parents=True, exist_ok=True)
     (Path(args.results) / "disentanglement.json").write_text(json.dumps(result, indent=2) + "\n")
     if records:

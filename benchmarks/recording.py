@@ -3,8 +3,20 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import sys
 from pathlib import Path
+
+
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """The command that reproduces a result: ``python benchmarks/SCRIPT`` and its arguments
+    (``argv`` when ``main(argv)`` was called from Python, else the process's own).
+
+    >>> command_line("reproduce.py", ["burda-1l-vae", "--max-hours", "2"])
+    'python benchmarks/reproduce.py burda-1l-vae --max-hours 2'
+    """
+    return shlex.join(["python", f"benchmarks/{script}", *(sys.argv[1:] if argv is None else argv)])
 
 
 def git_commit() -> str:

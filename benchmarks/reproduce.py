@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 from inference import Staged, evaluate, fit
 from pyro_vae import HierarchicalVAE, VAE, load_dataset
 from pyro_vae.priors import VampPrior
-from recording import git_commit, write_block  # benchmarks/recording.py
+from recording import command_line, git_commit, write_block  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
 BURDA = "Burda et al. 2016, Table 1"
@@ -149,7 +148,7 @@ def run(args) -> dict:
         "curve": curve(result.metrics),
         "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
         "threads": torch.get_num_threads(),
-        "command": " ".join(["python", "benchmarks/reproduce.py", *sys.argv[1:]]),
+        "command": args.command,
         "commit": git_commit(),
     }
     if finished:
@@ -264,6 +263,7 @@ def main(argv=None) -> None:
     parser.add_argument("--docs", default=str(HERE.parent / "docs"), help="where the learning-curve figure goes")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    args.command = command_line("reproduce.py", argv)
     record = run(args)
     print(json.dumps({k: record[k] for k in ("preset", "status", "epochs", "steps")} |
                      ({"test_nll": record["test_nll"]} if "test_nll" in record else {})))

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
 from inference import fit
 from pyro_vae import SemiSupervisedVAE, load_dataset
-from recording import git_commit, write_block  # benchmarks/recording.py
+from recording import command_line, git_commit, write_block  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
 KINGMA = {100: 11.97, 3000: 3.92}  # Table 1: test error in %, as the issue quotes it
@@ -79,7 +78,7 @@ def run(labels: int, args) -> dict:
                  f"{len(data)} training images ({labels} labelled), dynamic binarization",
         "device": "cpu",
         "threads": torch.get_num_threads(),
-        "command": " ".join(["python", "benchmarks/semi_supervised.py", *sys.argv[1:]]),
+        "command": args.command,
         "commit": git_commit(),
     }
 
@@ -124,6 +123,7 @@ def main(argv=None) -> None:
     parser.add_argument("--table", default=None)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    args.command = command_line("semi_supervised.py", argv)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     for labels in args.labels:

@@ -274,7 +274,7 @@ def train(args) -> int:
     if config.model == "m2" and config.alpha is None:
         config = dataclasses.replace(config, alpha=SemiSupervisedVAE.kingma_alpha(train_data))
     torch.manual_seed(args.seed)
-    vae = config.build().to(device)
+    vae = config.build(train_data).to(device)
     if world.is_main:
         write_config(run_dir, config)
         what = (f"z_dim={config.z_dim}, {config.prior} prior, {config.guide} guide" if isinstance(config.z_dim, int)

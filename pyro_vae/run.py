@@ -89,7 +89,11 @@ class RunConfig:
     def z_dims(self) -> tuple[int, ...]:
         return (self.z_dim,) if isinstance(self.z_dim, int) else tuple(self.z_dim)
 
-    def build(self) -> VAE | HierarchicalVAE | ConditionalVAE | SemiSupervisedVAE:
+    def build(self, train=None) -> VAE | HierarchicalVAE | ConditionalVAE | SemiSupervisedVAE:
+        """The model. Given the training data (an :class:`~pyro_vae.data.ImageData`), a hierarchical
+        VAE with a Bernoulli likelihood starts p(x | z_1) at the mean training image
+        (:meth:`~pyro_vae.hierarchical.HierarchicalVAE.set_output_bias`), which keeps its top layer
+        from collapsing at once (``benchmarks/collapse.py``); a resumed or loaded run's weights replace it."""
         if self.model == "cvae":
             return ConditionalVAE(self.x_shape, self.z_dim, self.num_classes, prior=self.prior,
                                   likelihood=self.likelihood, guide=self.guide, hidden=self.hidden)
@@ -105,8 +109,11 @@ class RunConfig:
         if other:
             raise ValueError(f"{' '.join(other)}: a hierarchical VAE (--z-dim with {len(self.z_dims)} sizes) has "
                              f"diagonal Gaussian MLP layers; drop these options or give one --z-dim")
-        return HierarchicalVAE(self.x_shape, z_dims=self.z_dims, hidden=self.hidden, prior=self.prior,
-                               likelihood=self.likelihood)
+        vae = HierarchicalVAE(self.x_shape, z_dims=self.z_dims, hidden=self.hidden, prior=self.prior,
+                              likelihood=self.likelihood)
+        if train is not None and self.likelihood == "bernoulli":
+            vae.set_output_bias(train.images.float().mean(0, keepdim=True) / 255.0)  # the pixels' probabilities
+        return vae
 
     def load_data(self) -> tuple:
         """(train, validation, test) as this run defines them: :class:`ImageData`, or for a

@@ -136,3 +136,16 @@ def test_compiled_training_equals_eager_draw_for_draw():
         return torch.cat([p.detach().flatten() for p in vae.parameters()])
 
     assert torch.allclose(train("graph"), train(False), rtol=1e-5, atol=1e-6)
+
+
+def test_a_run_config_starts_a_bernoulli_hierarchy_at_the_mean_training_image():
+    from pyro_vae.data import ImageData
+    from pyro_vae.run import RunConfig
+
+    images = torch.randint(0, 256, (50, 1, 4, 4), dtype=torch.uint8)
+    config = RunConfig(z_dim=(4, 2), hidden=((16,), (8,)), x_shape=(1, 4, 4))
+    started = config.build(ImageData(images))
+    expected = torch.logit((images.float().mean(0) / 255).flatten().clamp(1e-3, 1 - 1e-3))
+    assert torch.allclose(started.decoder[-1].bias, expected, atol=1e-5)
+    loaded = config.build()  # load_model's path: the checkpoint's weights come next
+    assert not torch.allclose(loaded.decoder[-1].bias, expected, atol=1e-2)

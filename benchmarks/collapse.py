@@ -12,7 +12,8 @@ epoch, so that a collapse and its remedy are seen within minutes instead of hour
 to 1 over W epochs (Sønderby et al. 2016); ``free_bits:L`` floors each dimension's batch KL at L nats
 (Kingma et al. 2016); ``glorot``, ``exp_scale`` and ``data_bias`` change the model towards Burda et al.'s
 code (see their functions). Writes ``benchmarks/results/collapse.json`` (a rerun of a variant replaces
-its entry) and prints one line per epoch.
+its entry) and prints one line per epoch; ``--figure`` and ``--table`` show every recorded variant (a
+bare ``--variants`` redraws them without training).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 
 from inference import LinearWarmup, evaluate, fit
 from pyro_vae import HierarchicalVAE, load_dataset
-from recording import command_line, git_commit  # benchmarks/recording.py
+from recording import command_line, git_commit, write_block  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
 
@@ -120,12 +121,13 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--figure", default=None, help="draw every recorded variant here (docs/collapse.png)")
+    parser.add_argument("--table", default=None, help="rewrite the table of recorded variants in this BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.command = command_line("collapse.py", argv)
     for variant in args.variants:
         options(variant, 1)  # fail on a bad name before any training
-    if not args.variants and not args.figure:
-        parser.error("nothing to do: name --variants to train, or --figure to draw the recorded ones")
+    if not args.variants and not (args.figure or args.table):
+        parser.error("nothing to do: name --variants to train, or --figure/--table to show the recorded ones")
     train = load_dataset("mnist", split="train", representation="dynamic", seed=args.seed, limit=args.limit)
     held_out = load_dataset("mnist", split="test", representation="dynamic", seed=args.seed + 1,
                             limit=args.held_out)
@@ -141,10 +143,25 @@ def main(argv=None) -> None:
         runs = [r for r in runs if r["variant"] != variant] + [record]  # a rerun replaces its variant
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
+    if (args.figure or args.table) and not out.exists():
+        parser.error(f"no recorded variants in {out}: train some with --variants first")
     if args.figure:
-        if not out.exists():
-            parser.error(f"no recorded variants to draw in {out}: train some with --variants first")
         print(figure(json.loads(out.read_text())["runs"], Path(args.figure)))
+    if args.table:
+        write_block(Path(args.table), "collapse", table(json.loads(out.read_text())["runs"]),
+                    "The two-layer VAE's first epochs (`benchmarks/collapse.py`)")
+
+
+def table(runs: list[dict], epochs=(1, 5, 10, 20)) -> str:
+    """Held-out ELBO and active units (z1 + z2) at a few epochs, one row per variant, best last epoch first."""
+    head = "| variant | " + " | ".join(f"epoch {e}" for e in epochs) + " | seconds |"
+    lines = [head, "|---" * (len(epochs) + 2) + "|"]
+    for run in sorted(runs, key=lambda r: -r["rows"][-1]["held_out_elbo"]):
+        at = {r["epoch"]: r for r in run["rows"]}
+        cells = [f"{at[e]['held_out_elbo']:.1f} ({at[e]['active_z1']} + {at[e]['active_z2']})" if e in at else ""
+                 for e in epochs]
+        lines.append(f"| {run['variant']} | " + " | ".join(cells) + f" | {run['seconds']:.0f} |")
+    return "\n".join(lines)
 
 
 def figure(runs: list[dict], path: Path) -> Path:

@@ -9,7 +9,7 @@ K = 5000 importance samples on the 10 000 test images (dynamically binarized MNI
 The run folder (``runs/reproduce/PRESET``, git-ignored) holds the checkpoints; run the same command
 with ``--resume`` to continue after an interruption, session after session. When training ends (its
 epochs, or early stopping) the model is scored and ``benchmarks/results/PRESET.json`` is written;
-when ``--max-hours`` ends a session first, the file records the partial progress (``status:
+when ``--max-hours`` (this call's hours of training) ends a session first, the file records the partial progress (``status:
 "partial"``, epochs done, the last validation bound). ``--epochs N`` (the paper's stages squeezed in
 proportion) and ``--limit N`` (the first N images) shorten a run: its folder and file are then named
 ``PRESET-eN`` / ``PRESET-nN``, apart from the full run's. ``--table`` rewrites the results table in
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from inference import Staged, evaluate, fit
+from inference import Staged, evaluate, fit, load_checkpoint
 from pyro_vae import HierarchicalVAE, VAE, load_dataset
 from pyro_vae.priors import VampPrior
 from recording import command_line, git_commit, write_block  # benchmarks/recording.py
@@ -126,12 +126,17 @@ def run(args) -> dict:
                           (" (the same stages, squeezed in proportion)" if preset.staged else ""))
     if args.limit:
         deviations.append(f"first {args.limit} training images")
+    budget = None
+    if args.max_hours:  # this call's hours, on top of what earlier sessions of a resumed run trained
+        checkpoint = run_dir / "checkpoint.pt"
+        done = load_checkpoint(checkpoint)["train_seconds"] if args.resume and checkpoint.exists() else 0.0
+        budget = done + args.max_hours * 3600
     result = fit(model.model, model.guide, train, validation=validation, run_dir=run_dir, resume=args.resume,
                  device=args.device, compile=args.compile, progress=not args.no_progress,
                  estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
                  lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
                  lr_schedule=Staged(length=epochs) if preset.staged else None, patience=preset.patience,
-                 max_seconds=args.max_hours * 3600 if args.max_hours else None, seed=args.seed)
+                 max_seconds=budget, seed=args.seed)
     finished = result.epoch >= epochs or result.stopped_early
     record = {
         "preset": args.preset,
@@ -251,7 +256,8 @@ def main(argv=None) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--max-hours", type=float, default=None, help="stop (resumably) after this many hours")
+    parser.add_argument("--max-hours", type=float, default=None, help="train at most this many more hours in this call (resumably; "
+                        "a resumed run's earlier hours do not count)")
     parser.add_argument("--eval-samples", type=int, default=5000)
     parser.add_argument("--limit", type=int, default=None, help="first N training (and test) images: smoke tests")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (a staged schedule is squeezed in proportion): "

@@ -50,6 +50,9 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     reproduce.main([*argv, "--max-hours", "1e-9"])  # the budget ends after the first step
     record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "partial" and record["steps"] == 1 and "test_nll" not in record
+    reproduce.main([*argv, "--resume", "--max-hours", "1e-9"])  # this call's own budget: one more step
+    record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
+    assert record["status"] == "partial" and record["steps"] == 2
     (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
     (results / "m2-labels-100.json").write_text('{"labels": 100}')  # another benchmark's result: not a row here
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])

@@ -256,8 +256,9 @@ def main(argv=None) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--max-hours", type=float, default=None, help="train at most this many more hours in this call (resumably; "
-                        "a resumed run's earlier hours do not count)")
+    parser.add_argument("--max-hours", type=float, default=None,
+                        help="train at most this many more hours in this call (resumably; a resumed run's "
+                             "earlier hours do not count)")
     parser.add_argument("--eval-samples", type=int, default=5000)
     parser.add_argument("--limit", type=int, default=None, help="first N training (and test) images: smoke tests")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (a staged schedule is squeezed in proportion): "

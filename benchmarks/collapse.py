@@ -11,9 +11,10 @@ epoch, so that a collapse and its remedy are seen within minutes instead of hour
 ``plain`` is the paper's objective; ``warmup:W`` raises the KL weight of both layers linearly from 0
 to 1 over W epochs (Sønderby et al. 2016); ``free_bits:L`` floors each dimension's batch KL at L nats
 (Kingma et al. 2016); ``glorot``, ``exp_scale`` and ``data_bias`` change the model towards Burda et al.'s
-code (see their functions). Writes ``benchmarks/results/collapse.json`` (a rerun of a variant replaces
-its entry) and prints one line per epoch; ``--figure`` and ``--table`` show every recorded variant (a
-bare ``--variants`` redraws them without training).
+code (HierarchicalVAE's ``init="glorot"``, ``scale="exp"`` and ``set_output_bias``). Writes
+``benchmarks/results/collapse.json`` (a rerun of a variant replaces its entry) and prints one line per
+epoch; ``--figure`` and ``--table`` show every recorded variant (a bare ``--variants`` redraws them
+without training).
 """
 
 from __future__ import annotations
@@ -56,43 +57,24 @@ def options(variant: str, steps_per_epoch: int) -> dict:
     return found
 
 
-@torch.no_grad()
-def glorot(model, train) -> None:
-    """Glorot-uniform weights and zero biases in every linear layer (Burda et al.'s initialisation)."""
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            torch.nn.init.xavier_uniform_(module.weight)
-            torch.nn.init.zeros_(module.bias)
-
-
-def exp_scale(model, train) -> None:
-    """Standard deviations exp(raw) instead of softplus(raw), as in Burda et al.'s code."""
-    for layer in [*model.encoders, *model.decoders]:
-        family = layer.family
-        family._scale = lambda raw, floor=family.min_scale: raw.exp() + floor
-
-
-@torch.no_grad()
 def data_bias(model, train) -> None:
-    """The decoder's output bias set to the logit of the mean training image."""
-    mean = train.batch(torch.arange(min(len(train), 10000))).float().mean(0).flatten()
-    model.decoder[-1].bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)))
+    """The decoder's output bias set to the logit of the mean of (up to) 10 000 training images."""
+    model.set_output_bias(train.batch(torch.arange(min(len(train), 10000))))
 
 
-MODEL_PARTS = {"glorot": glorot, "exp_scale": exp_scale, "data_bias": data_bias}
+MODEL_PARTS = ("glorot", "exp_scale", "data_bias")  # glorot: init="glorot"; exp_scale: scale="exp"
 
 
 def trace_variant(variant: str, train, held_out, *, epochs: int, seed: int, compile: bool, samples: int) -> list[dict]:
     """Train one variant; after each epoch, the training loss, the held-out ELBO and each layer's
     active units, with E_q[z2 | x] averaged over ``samples`` draws of z1 (fewer overcount z2's units)."""
     torch.manual_seed(seed)
-    model = HierarchicalVAE(train.x_shape, z_dims=(100, 50), hidden=((200, 200), (100, 100)))
-    for part in variant.split("+"):  # glorot before data_bias, whatever the order written
-        if part == "glorot":
-            glorot(model, train)
-    for part in variant.split("+"):
-        if part in MODEL_PARTS and part != "glorot":
-            MODEL_PARTS[part](model, train)
+    parts = variant.split("+")
+    model = HierarchicalVAE(train.x_shape, z_dims=(100, 50), hidden=((200, 200), (100, 100)),
+                            init="glorot" if "glorot" in parts else "torch",
+                            scale="exp" if "exp_scale" in parts else "softplus")
+    if "data_bias" in parts:
+        data_bias(model, train)
     rows = []
 
     def score(metrics: dict) -> None:

@@ -69,7 +69,7 @@ class Preset:
             prior = VampPrior(self.z_dims[0], train.x_shape, num_components=self.vamp_components)
             return VAE(train.x_shape, self.z_dims[0], prior=prior, hidden=self.hidden[0])
         model = HierarchicalVAE(train.x_shape, z_dims=self.z_dims, hidden=self.hidden, init="glorot", scale="exp")
-        model.set_output_bias(train.images.float().mean(0, keepdim=True) / 255.0)  # the pixels' probabilities
+        model.set_output_bias(train.mean_image())
         return model
 
 
@@ -145,6 +145,7 @@ def run(args) -> dict:
         "setup": preset.setup,
         "deviations": deviations,
         "status": "finished" if finished else "partial",
+        **({"stopped_by": result.interrupted} if result.interrupted else {}),
         "epochs": result.epoch,
         "epochs_planned": epochs,
         "steps": result.step,

@@ -43,6 +43,7 @@ from inference.graph_loss import graph_loss
 from inference.options import choose
 from inference.lr_schedules import LR_SCHEDULES
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
+from inference.stopping import stop_on_signals
 from inference.weights import iter_log_weights
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,8 @@ class FitResult:
     """What a run produced: its config, one metrics dict per epoch, where it was
     saved, and ``train_seconds``: the time spent in training steps (all sessions of a resumed run),
     of which ``compile_seconds`` (this session) went into capturing and compiling compiled steps;
-    with early stopping, ``best_epoch`` (whose parameters the model ends with) and ``stopped_early``."""
+    with early stopping, ``best_epoch`` (whose parameters the model ends with) and ``stopped_early``;
+    ``interrupted`` names the signal (``"SIGINT"``, ``"SIGTERM"``) that stopped the run early, else ``None``."""
 
     config: FitConfig
     metrics: list[dict]
@@ -177,6 +179,7 @@ class FitResult:
     compile_seconds: float = 0.0
     best_epoch: int | None = None
     stopped_early: bool = False
+    interrupted: str | None = None
 
     @property
     def final_loss(self) -> float:
@@ -522,12 +525,15 @@ def fit(
     clock = trained  # the time budget's clock: in a process group, the ranks' mean, the same on every rank
 
     def budget_left() -> bool:
-        return (config.max_steps is None or step < config.max_steps) and (
+        signalled = stopping if world.distributed else stop.requested
+        return not signalled and (config.max_steps is None or step < config.max_steps) and (
             config.max_seconds is None or clock < config.max_seconds
         )
 
+    resume_hint = f"resume=True (pyro-vae train --out {run_dir} --resume)" if run_dir else "nothing is saved (no run_dir)"
+    stopping = None  # in a group, the signal that stops the run: every rank learns it at the same step
     try:
-        with pyro.validation_enabled(False):
+        with pyro.validation_enabled(False), stop_on_signals(message=f"stopping after this step; {resume_hint}") as stop:
             while epoch < config.epochs and budget_left() and not best["stopped"]:
                 epoch_start = time.perf_counter()
                 if order is None:
@@ -564,9 +570,11 @@ def fit(
                         gauge_name = "sum"
                         gauge = torch.stack([g.sum() for g in grads]).sum() if grads else loss.new_zeros(())
                     value, gauge = torch.stack([loss, gauge.to(loss)]).tolist()  # one synchronization
-                    if world.distributed:  # the global loss; every rank sees a non-finite value; one clock
-                        value, gauge, clock = all_sum([value, gauge, trained + time.perf_counter() - step_start], world)
+                    if world.distributed:  # the global loss; every rank sees a non-finite value; one clock; one stop
+                        value, gauge, clock, stops = all_sum([value, gauge, trained + time.perf_counter() - step_start,
+                                                              float(stop.requested is not None)], world)
                         value, clock = value / world.size, clock / world.size
+                        stopping = stopping or (stop.requested or "a signal on another rank" if stops else None)
                     value = value if has_loss else math.nan
                     # a sum of finite entries can still overflow: look closer before stopping
                     finite_grads = math.isfinite(gauge) or (
@@ -598,7 +606,7 @@ def fit(
                     clock = clock if world.distributed else trained
                     if config.checkpoint_every and step % config.checkpoint_every == 0 and position < num_batches:
                         checkpoint()
-                if position < num_batches:  # stopped by max_steps or max_seconds inside an epoch
+                if position < num_batches:  # stopped by max_steps, max_seconds or a signal inside an epoch
                     checkpoint()
                     break
                 row = {
@@ -633,8 +641,11 @@ def fit(
             for name, p in params.items():
                 p.copy_(best_params[name])
     compile_seconds = step_loss.compile_seconds if step_loss is not None else 0.0
+    stopping = stopping if world.distributed else stop.requested
+    if stopping:
+        log.warning("fit stopped by %s at step %d (epoch %d); %s", stopping, step, epoch, resume_hint)
     return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained, compile_seconds,
-                     best_epoch=best["epoch"], stopped_early=best["stopped"])
+                     best_epoch=best["epoch"], stopped_early=best["stopped"], interrupted=stopping)
 
 
 def _watch(best: dict, value: float, epoch: int, params: dict, best_params, patience: int, run_dir) -> dict | None:

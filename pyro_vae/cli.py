@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -296,6 +297,10 @@ def train(args) -> int:
     if not world.is_main:  # rank 0 scores the model and writes the rest of the run folder
         return 0
     save_model(run_dir, vae, config)
+    if result.interrupted:  # the user asked to stop: keep what was trained, score nothing, say how to go on
+        print(f"stopped by {result.interrupted} at epoch {result.epoch} of {args.epochs} (step {result.step}); "
+              f"wrote {run_dir}/checkpoint.pt and model.pt; continue with the same command and --resume")
+        return 128 + getattr(signal, result.interrupted, signal.SIGINT)
     summary = {"train_seconds": train_seconds, "epochs": result.epoch, "steps": result.step,
                "eval_samples": args.eval_samples, **({"processes": world.size} if world.distributed else {}),
                **_summary(vae, test, config, args.eval_samples, device, not args.no_progress, args.compile)}

@@ -19,12 +19,21 @@ import toy  # tests/toy.py: a hand-written model and guide
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _train_vae(run_dir, *, init_seed, **options):
+def _train_vae(run_dir, *, init_seed, signal_at=None, **options):
+    """``signal_at=(n, sig)``: the model sends ``sig`` to this process in its n-th step, as ``kill`` would."""
     pyro.clear_param_store()
     torch.manual_seed(init_seed)  # a resumed run starts from other random weights: the checkpoint must overwrite them
     data = load_dataset("mnist", split="train", representation="dynamic", limit=192, seed=0)
     vae = VAE(data.x_shape, z_dim=4, hidden=(32,))
-    result = fit(vae.model, vae.guide, data, batch_size=64, run_dir=run_dir, progress=False, **options)
+    calls = []
+
+    def model(x, num_data=None):
+        calls.append(1)
+        if signal_at and len(calls) == signal_at[0]:
+            os.kill(os.getpid(), signal_at[1])
+        return vae.model(x, num_data=num_data)
+
+    result = fit(model, vae.guide, data, batch_size=64, run_dir=run_dir, progress=False, **options)
     return {k: v.detach().clone() for k, v in vae.state_dict().items()}, result
 
 
@@ -50,6 +59,31 @@ def test_resume_inside_an_epoch_is_bitwise_exact(tmp_path):
     assert partial.step == 4 and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["position"] == 1
     resumed, _ = _train_vae(tmp_path / "split", init_seed=7, epochs=2, resume=True)
     _assert_bitwise_equal(straight, resumed)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exactly(tmp_path, sig):
+    before = signal.getsignal(sig)
+    straight, _ = _train_vae(tmp_path / "straight", init_seed=0, epochs=2)
+    # 3 steps an epoch; the model's 5th call falls in the second epoch (the first batch's check calls it too)
+    _, stopped = _train_vae(tmp_path / "split", init_seed=0, epochs=2, signal_at=(5, sig))
+    assert stopped.interrupted == sig.name and stopped.epoch == 1 and 3 < stopped.step < 6
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.pt")["position"] == stopped.step - 3
+    assert signal.getsignal(sig) is before  # fit leaves the process's handlers as it found them
+    resumed, result = _train_vae(tmp_path / "split", init_seed=7, epochs=2, resume=True)
+    _assert_bitwise_equal(straight, resumed)
+    assert result.interrupted is None and result.epoch == 2
+
+
+def test_a_second_ctrl_c_interrupts_at_once():
+    from inference.stopping import stop_on_signals
+
+    with stop_on_signals() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs between bytecodes; it never gets this far
 
 
 SCRIPT = textwrap.dedent(

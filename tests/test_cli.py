@@ -284,3 +284,24 @@ def test_label_options_that_do_not_fit_are_named(tmp_path, capsys):
     assert "--labels 10 given to --model vae" in _error([*base, "--labels", "10"], capsys)
     assert "--model m2 learns from a few labels: say how many with --labels" in _error([*base, "--model", "m2"], capsys)
     assert "400 labels asked of a data set of 270 images" in _error([*base, "--model", "m2", "--labels", "400"], capsys)
+
+
+def test_a_killed_training_keeps_its_weights_scores_nothing_and_resumes(tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    import pyro_vae.cli
+
+    def fit_then_kill(*args, **kwargs):  # `kill` arrives as the first epoch ends
+        return fit(*args, callbacks=[lambda row: os.kill(os.getpid(), signal.SIGTERM)], **kwargs)
+
+    fit = pyro_vae.cli.fit
+    monkeypatch.setattr(pyro_vae.cli, "fit", fit_then_kill)
+    folder = tmp_path / "run"
+    options = [*TINY, "--epochs", "2", "--out", str(folder)]  # the last --epochs counts
+    assert main(["train", *options]) == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM at epoch 1 of 2" in capsys.readouterr().out
+    assert (folder / "model.pt").exists() and not (folder / "summary.json").exists()
+    monkeypatch.setattr(pyro_vae.cli, "fit", fit)
+    assert main(["train", *options, "--resume"]) == 0
+    assert json.loads((folder / "summary.json").read_text())["epochs"] == 2

@@ -129,6 +129,16 @@ class ImageData(Batched):
             return (grey + u) / 256.0
         return grey / 255.0  # continuous, and static (already 0 or 255)
 
+    def mean_image(self) -> torch.Tensor:
+        """The mean grey level of each pixel over the data set, in [0, 1], shape ``(1, C, H, W)``: the
+        pixels' probabilities of being on under dynamic binarization, where a Bernoulli decoder's
+        output can start (:meth:`~pyro_vae.HierarchicalVAE.set_output_bias`).
+
+        >>> ImageData(torch.tensor([0, 255, 51], dtype=torch.uint8).reshape(3, 1, 1, 1)).mean_image().flatten()
+        tensor([0.4000])
+        """
+        return self.images.float().mean(0, keepdim=True) / 255.0
+
     def subset(self, index: torch.Tensor | slice) -> ImageData:
         """The observations at ``index``, served the same way (a fresh generator with the same seed)."""
         new = ImageData.__new__(ImageData)

@@ -112,7 +112,7 @@ class RunConfig:
         vae = HierarchicalVAE(self.x_shape, z_dims=self.z_dims, hidden=self.hidden, prior=self.prior,
                               likelihood=self.likelihood)
         if train is not None and self.likelihood == "bernoulli":
-            vae.set_output_bias(train.images.float().mean(0, keepdim=True) / 255.0)  # the pixels' probabilities
+            vae.set_output_bias(train.mean_image())
         return vae
 
     def load_data(self) -> tuple:

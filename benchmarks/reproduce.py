@@ -7,7 +7,8 @@ K = 5000 importance samples on the 10 000 test images (dynamically binarized MNI
     python benchmarks/reproduce.py PRESET [--resume] [--device cuda] [--compile] [--max-hours H]
 
 The run folder (``runs/reproduce/PRESET``, git-ignored) holds the checkpoints; run the same command
-with ``--resume`` to continue after an interruption, session after session. When training ends (its
+with ``--resume`` to continue after an interruption, session after session (``--stash benchmarks/stash``
+carries an unfinished run's checkpoint in git, for machines that do not keep ``runs/``). When training ends (its
 epochs, or early stopping) the model is scored and ``benchmarks/results/PRESET.json`` is written;
 when ``--max-hours`` (this call's hours of training) ends a session first, the file records the partial progress (``status:
 "partial"``, epochs done, the last validation bound). ``--epochs N`` (the paper's stages squeezed in
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +128,8 @@ def run(args) -> dict:
                           (" (the same stages, squeezed in proportion)" if preset.staged else ""))
     if args.limit:
         deviations.append(f"first {args.limit} training images")
+    if args.stash and args.resume:
+        unstash(Path(args.stash) / name, run_dir)
     budget = None
     if args.max_hours:  # this call's hours, on top of what earlier sessions of a resumed run trained
         checkpoint = run_dir / "checkpoint.pt"
@@ -168,7 +172,35 @@ def run(args) -> dict:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    if args.stash:
+        stash(run_dir, Path(args.stash) / name, finished)
     return record
+
+
+STASHED = ("checkpoint.pt", "best.pt", "metrics.csv")  # what resuming needs (best.pt: early stopping's parameters)
+
+
+def stash(run_dir: Path, folder: Path, finished: bool) -> None:
+    """Copy an unfinished run's checkpoint into ``folder`` (one kept in git), or drop it once the run is scored:
+    the run can then resume on a machine that did not keep ``runs/`` (a new clone, a lent GPU)."""
+    if finished:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in STASHED:
+        if (run_dir / name).exists():
+            shutil.copy2(run_dir / name, folder / name)
+
+
+def unstash(folder: Path, run_dir: Path) -> None:
+    """Put a stashed checkpoint back where ``fit`` resumes from, unless the run folder has its own (newer) one."""
+    if (run_dir / "checkpoint.pt").exists() or not (folder / "checkpoint.pt").exists():
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in STASHED:
+        if (folder / name).exists():
+            shutil.copy2(folder / name, run_dir / name)
+    print(f"resuming from the checkpoint stashed in {folder}")
 
 
 def _records(results: Path) -> list[dict]:
@@ -269,6 +301,10 @@ def main(argv=None) -> None:
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--table", default=None, help="rewrite this BENCHMARKS.md's results table")
     parser.add_argument("--docs", default=str(HERE.parent / "docs"), help="where the learning-curve figure goes")
+    parser.add_argument("--stash", default=None,
+                        help="a folder kept in git (benchmarks/stash): an unfinished run's checkpoint is copied there "
+                             "and --resume takes it from there when the run folder has none, so a run goes on from a "
+                             "fresh clone; the copy is dropped once the run is scored")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     args.command = command_line("reproduce.py", argv)

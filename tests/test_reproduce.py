@@ -2,6 +2,7 @@
 result file; an interrupted run records its partial progress and resumes; the results table."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -65,6 +66,20 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     assert (tmp_path / "docs" / "reproductions.png").stat().st_size > 0 and "docs/reproductions.png" in text
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])  # the table is replaced, not added
     assert (tmp_path / "BENCHMARKS.md").read_text().count("<!-- reproductions -->") == 1
+
+
+def test_a_stashed_run_resumes_on_a_machine_without_its_run_folder(tmp_path):
+    stash, runs = tmp_path / "stash", tmp_path / "runs"
+    argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress", "--out",
+            str(runs), "--results", str(tmp_path / "results"), "--docs", str(tmp_path / "docs"), "--stash", str(stash)]
+    reproduce.main([*argv, "--max-hours", "1e-9"])  # one step, then the budget ends (no epoch yet: no metrics.csv)
+    assert [p.name for p in (stash / "burda-1l-vae-e2-n120").iterdir()] == ["checkpoint.pt"]
+    shutil.rmtree(runs)  # a new clone: no runs/
+    reproduce.main([*argv, "--resume", "--max-hours", "1e-9"])
+    record = json.loads((tmp_path / "results" / "burda-1l-vae-e2-n120.json").read_text())
+    assert record["steps"] == 2  # it went on from the stashed step, not from the start
+    reproduce.main([*argv, "--resume"])
+    assert not (stash / "burda-1l-vae-e2-n120").exists()  # scored: the copy is dropped
 
 
 def test_a_shortened_run_never_shares_the_full_runs_folder_or_file():

@@ -485,9 +485,11 @@ def fit(
         step, epoch, position, metrics = saved["step"], saved["epoch"], saved["position"], list(saved["metrics"])
         trained = saved["train_seconds"]
         order = saved["order"] if position else None
+        epoch_loss = saved.get("epoch_loss", (0.0, 0)) if position else (0.0, 0)  # a stopped epoch's loss so far
         log.info("resumed %s at epoch %d, step %d", checkpoint_path, epoch, step)
     else:
         pyro.set_rng_seed(config.seed + world.rank)
+        epoch_loss = (0.0, 0)
 
     def checkpoint():
         if checkpoint_path is None:
@@ -509,6 +511,7 @@ def fit(
                 "epoch": epoch,
                 "position": position,
                 "order": order if order is not None else torch.empty(0, dtype=torch.long),
+                "epoch_loss": [loss_sum, seen] if position else [0.0, 0],  # so a resumed epoch reports all its steps
                 "metrics": metrics,
                 "train_seconds": trained,
                 "best": best,
@@ -538,7 +541,8 @@ def fit(
                 epoch_start = time.perf_counter()
                 if order is None:
                     order = torch.randperm(n, generator=shuffle)
-                loss_sum, seen = 0.0, 0
+                loss_sum, seen = epoch_loss
+                epoch_loss = (0.0, 0)
                 while position < num_batches and budget_left():
                     step_start = time.perf_counter()
                     index = shard(order, position, config.batch_size, world)

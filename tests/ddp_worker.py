@@ -4,7 +4,7 @@ alone (``--reference``: one process replaying two ranks' draws on the union of t
 It fits a tiny model on 64 fixed binary 6x6 images and saves the final parameters (``params.pt``),
 and each rank's list of checkpoint and metrics writes (``writes-RANK.json``).
 
-    torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py OUT [--style vae|param] [--kill-at N]
+    torchrun --standalone --nproc_per_node 2 tests/ddp_worker.py OUT [--style vae|param] [--kill-at N] [--term-at N]
     python tests/ddp_worker.py OUT --reference [--style ...]
 """
 
@@ -62,17 +62,18 @@ def program(style: str):
 
 
 class KillingData(TensorData):
-    """Serves batches; on rank 1 of the first attempt, SIGKILLs its own process at the ``kill_at``-th batch."""
+    """Serves batches; on rank 1 of the first attempt, sends ``sig`` (SIGKILL) to its own process at the
+    ``kill_at``-th batch."""
 
-    def __init__(self, tensor, kill_at):
+    def __init__(self, tensor, kill_at, sig=signal.SIGKILL):
         super().__init__(tensor)
-        self.kill_at, self.calls = kill_at, 0
+        self.kill_at, self.calls, self.sig = kill_at, 0, sig
         self.armed = os.environ.get("RANK") == "1" and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
 
     def batch(self, index):
         self.calls += 1
         if self.armed and self.calls == self.kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.sig)
         return super().batch(index)
 
 
@@ -88,12 +89,13 @@ def distributed(args) -> None:
 
         setattr(svi, name, recording)
     model, guide = program(args.style)
-    data = KillingData(images(), args.kill_at)
-    fit(model, guide, data, run_dir=args.out / "run", resume=args.resume, batch_size=BATCH, epochs=EPOCHS, lr=LR,
+    data = KillingData(images(), args.kill_at or args.term_at, signal.SIGTERM if args.term_at else signal.SIGKILL)
+    result = fit(model, guide, data, run_dir=args.out / "run", resume=args.resume, batch_size=BATCH, epochs=EPOCHS, lr=LR,
         seed=SEED, progress=False, checkpoint_every=2, max_steps=args.max_steps, reshard=args.reshard,
         compile=args.compile or False, estimator=args.estimator)
     rank = int(os.environ.get("RANK", 0))
     (args.out / f"writes-{rank}.json").write_text(json.dumps(writes))
+    (args.out / f"result-{rank}.json").write_text(json.dumps({"interrupted": result.interrupted, "step": result.step}))
     if rank == 0:
         torch.save({k: v.detach().clone() for k, v in pyro.get_param_store().items()}, args.out / "params.pt")
 
@@ -139,6 +141,7 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path)
     parser.add_argument("--style", choices=["vae", "param"], default="vae")
     parser.add_argument("--kill-at", type=int, default=0)
+    parser.add_argument("--term-at", type=int, default=0, help="SIGTERM instead of SIGKILL")
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--reshard", action="store_true")

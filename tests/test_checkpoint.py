@@ -54,17 +54,18 @@ def test_resume_after_an_epoch_is_bitwise_exact(tmp_path):
 
 
 def test_resume_inside_an_epoch_is_bitwise_exact(tmp_path):
-    straight, _ = _train_vae(tmp_path / "straight", init_seed=0, epochs=2)
+    straight, straight_result = _train_vae(tmp_path / "straight", init_seed=0, epochs=2)
     _, partial = _train_vae(tmp_path / "split", init_seed=0, epochs=2, max_steps=4)  # 3 steps an epoch
     assert partial.step == 4 and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["position"] == 1
-    resumed, _ = _train_vae(tmp_path / "split", init_seed=7, epochs=2, resume=True)
+    resumed, result = _train_vae(tmp_path / "split", init_seed=7, epochs=2, resume=True)
     _assert_bitwise_equal(straight, resumed)
+    assert [m["train_loss"] for m in result.metrics] == [m["train_loss"] for m in straight_result.metrics]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl-c"])
 def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exactly(tmp_path, sig):
     before = signal.getsignal(sig)
-    straight, _ = _train_vae(tmp_path / "straight", init_seed=0, epochs=2)
+    straight, straight_result = _train_vae(tmp_path / "straight", init_seed=0, epochs=2)
     # 3 steps an epoch; the model's 5th call falls in the second epoch (the first batch's check calls it too)
     _, stopped = _train_vae(tmp_path / "split", init_seed=0, epochs=2, signal_at=(5, sig))
     assert stopped.interrupted == sig.name and stopped.epoch == 1 and 3 < stopped.step < 6
@@ -73,6 +74,8 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_run_resumes_exa
     resumed, result = _train_vae(tmp_path / "split", init_seed=7, epochs=2, resume=True)
     _assert_bitwise_equal(straight, resumed)
     assert result.interrupted is None and result.epoch == 2
+    # the stopped epoch's loss covers its steps before the stop too
+    assert [m["train_loss"] for m in result.metrics] == [m["train_loss"] for m in straight_result.metrics]
 
 
 def test_a_second_ctrl_c_interrupts_at_once():

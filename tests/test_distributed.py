@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference import CheckpointError, fit
+from inference import CheckpointError, fit, load_checkpoint
 from inference.distributed import Shard, World, num_steps, shard
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -105,6 +105,20 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(runs,
     straight, killed = _params(runs / "vae"), _params(tmp_path / "killed")
     assert all(torch.equal(straight[k], killed[k]) for k in straight)
     assert _losses(tmp_path / "killed") == _losses(runs / "vae")  # three epochs, none written twice
+
+
+def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step_and_the_run_resumes_exactly(runs, tmp_path):
+    """SIGTERM on rank 1 only, in the middle of epoch 2: both ranks finish that step, rank 0 writes the checkpoint,
+    both return (rank 0 learns of it through the step's all-reduce); resuming ends as the uninterrupted run."""
+    _run(tmp_path / "stopped", "--term-at", "7")
+    results = [json.loads((tmp_path / "stopped" / f"result-{r}.json").read_text()) for r in (0, 1)]
+    # rank 1's 7th batch is its 6th step's (the first batch is also served once to check it): 4 steps an epoch
+    assert results == [{"interrupted": "a signal on another rank", "step": 6}, {"interrupted": "SIGTERM", "step": 6}]
+    assert load_checkpoint(tmp_path / "stopped" / "run" / "checkpoint.pt")["position"] == 2
+    _run(tmp_path / "stopped", "--resume")
+    straight, resumed = _params(runs / "vae"), _params(tmp_path / "stopped")
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert _losses(tmp_path / "stopped") == _losses(runs / "vae")
 
 
 def test_resuming_with_another_world_size_is_refused_unless_resharded(runs, tmp_path):

@@ -142,6 +142,8 @@ def run(args) -> dict:
                  lr_schedule=Staged(length=epochs) if preset.staged else None, patience=preset.patience,
                  max_seconds=budget, seed=args.seed)
     finished = result.epoch >= epochs or result.stopped_early
+    if args.stash:  # before the hour-long scoring, which a session's end may cut short
+        stash(run_dir, Path(args.stash) / name)
     record = {
         "preset": args.preset,
         "run": name,
@@ -172,20 +174,17 @@ def run(args) -> dict:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    if args.stash:
-        stash(run_dir, Path(args.stash) / name, finished)
+    if args.stash and finished:  # scored: the run's numbers are in its result file
+        shutil.rmtree(Path(args.stash) / name, ignore_errors=True)
     return record
 
 
 STASHED = ("checkpoint.pt", "best.pt", "metrics.csv")  # what resuming needs (best.pt: early stopping's parameters)
 
 
-def stash(run_dir: Path, folder: Path, finished: bool) -> None:
-    """Copy an unfinished run's checkpoint into ``folder`` (one kept in git), or drop it once the run is scored:
-    the run can then resume on a machine that did not keep ``runs/`` (a new clone, a lent GPU)."""
-    if finished:
-        shutil.rmtree(folder, ignore_errors=True)
-        return
+def stash(run_dir: Path, folder: Path) -> None:
+    """Copy a run's checkpoint into ``folder`` (one kept in git; :func:`run` deletes the copy once the run is
+    scored): the run can then resume on a machine that did not keep ``runs/`` (a new clone, a lent GPU)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in STASHED:
         if (run_dir / name).exists():

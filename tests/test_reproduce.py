@@ -86,3 +86,8 @@ def test_a_shortened_run_never_shares_the_full_runs_folder_or_file():
     assert reproduce.run_name("burda-1l-vae") == reproduce.run_name("burda-1l-vae", 3280) == "burda-1l-vae"
     assert reproduce.run_name("burda-1l-vae", 400) == "burda-1l-vae-e400"
     assert reproduce.run_name("vamp-1l", 2000, limit=500) == "vamp-1l-n500"
+
+
+def test_the_readme_names_every_preset():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in reproduce.PRESETS)

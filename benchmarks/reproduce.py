@@ -182,23 +182,24 @@ def run(args) -> dict:
 STASHED = ("checkpoint.pt", "best.pt", "metrics.csv")  # what resuming needs (best.pt: early stopping's parameters)
 
 
+def _copy_run_files(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in STASHED:
+        if (source / name).exists():
+            shutil.copy2(source / name, target / name)
+
+
 def stash(run_dir: Path, folder: Path) -> None:
     """Copy a run's checkpoint into ``folder`` (one kept in git; :func:`run` deletes the copy once the run is
     scored): the run can then resume on a machine that did not keep ``runs/`` (a new clone, a lent GPU)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in STASHED:
-        if (run_dir / name).exists():
-            shutil.copy2(run_dir / name, folder / name)
+    _copy_run_files(run_dir, folder)
 
 
 def unstash(folder: Path, run_dir: Path) -> None:
     """Put a stashed checkpoint back where ``fit`` resumes from, unless the run folder has its own (newer) one."""
     if (run_dir / "checkpoint.pt").exists() or not (folder / "checkpoint.pt").exists():
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name in STASHED:
-        if (folder / name).exists():
-            shutil.copy2(folder / name, run_dir / name)
+    _copy_run_files(folder, run_dir)
     print(f"resuming from the checkpoint stashed in {folder}")
 
 

@@ -527,9 +527,11 @@ def fit(
     bar = tqdm(total=total, initial=min(step, total), desc="fit", unit="step", disable=not (progress and world.is_main))
     clock = trained  # the time budget's clock: in a process group, the ranks' mean, the same on every rank
 
+    def signalled() -> str | None:  # alone, this process's signal; in a group, the one all ranks agreed on
+        return stopping if world.distributed else stop.requested
+
     def budget_left() -> bool:
-        signalled = stopping if world.distributed else stop.requested
-        return not signalled and (config.max_steps is None or step < config.max_steps) and (
+        return not signalled() and (config.max_steps is None or step < config.max_steps) and (
             config.max_seconds is None or clock < config.max_seconds
         )
 
@@ -645,7 +647,7 @@ def fit(
             for name, p in params.items():
                 p.copy_(best_params[name])
     compile_seconds = step_loss.compile_seconds if step_loss is not None else 0.0
-    stopping = stopping if world.distributed else stop.requested
+    stopping = signalled()
     if stopping:
         log.warning("fit stopped by %s at step %d (epoch %d); %s", stopping, step, epoch, resume_hint)
     return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained, compile_seconds,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -100,6 +101,21 @@ def run_name(preset: str, epochs: int | None = None, limit: int | None = None) -
     if epochs is not None and epochs != PRESETS[preset].epochs:
         name += f"-e{epochs}"
     return name + (f"-n{limit}" if limit else "")
+
+
+def parse_run_name(name: str) -> tuple[str, int, int | None]:
+    """The inverse of :func:`run_name`: ``(preset, epochs, limit)`` of a run's folder or file name, so
+    that a stashed run can be resumed from its name alone.
+
+    >>> parse_run_name("burda-2l-vae-e400"), parse_run_name("burda-1l-vae")
+    (('burda-2l-vae', 400, None), ('burda-1l-vae', 3280, None))
+    """
+    match = re.fullmatch(r"(.+?)(?:-e(\d+))?(?:-n(\d+))?", name)
+    preset, epochs, limit = match.groups() if match else (name, None, None)
+    if preset not in PRESETS:
+        raise ValueError(f"{name!r} is not a reproduction run's name: PRESET[-eEPOCHS][-nLIMIT] with PRESET one of "
+                         f"{', '.join(PRESETS)}")
+    return preset, int(epochs) if epochs else PRESETS[preset].epochs, int(limit) if limit else None
 
 
 def run(args) -> dict:

@@ -91,3 +91,53 @@ def test_a_shortened_run_never_shares_the_full_runs_folder_or_file():
 def test_the_readme_names_every_preset():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in reproduce.PRESETS)
+
+
+@pytest.mark.parametrize("epochs", [None, 3280, 400])
+@pytest.mark.parametrize("limit", [None, 120])
+@pytest.mark.parametrize("preset", list(reproduce.PRESETS))
+def test_a_run_name_gives_back_its_preset_schedule_and_limit(preset, epochs, limit):
+    name = reproduce.run_name(preset, epochs, limit)
+    assert reproduce.parse_run_name(name) == (preset, epochs or reproduce.PRESETS[preset].epochs, limit)
+
+
+def test_a_name_that_is_no_run_is_refused_with_the_form():
+    with pytest.raises(ValueError, match=r"PRESET\[-eEPOCHS\]\[-nLIMIT\] with PRESET one of burda-1l-vae"):
+        reproduce.parse_run_name("burda-1l-vae-lost")
+
+
+def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
+    """benchmarks/long_runs.sh, with a Python that records the command lines instead of training."""
+    import os
+    import subprocess
+    import time
+
+    root = tmp_path / "repo"
+    (root / "benchmarks").mkdir(parents=True)
+    here = Path(__file__).resolve().parent.parent / "benchmarks"
+    for name in ("long_runs.sh", "reproduce.py", "recording.py"):
+        shutil.copy(here / name, root / "benchmarks" / name)
+    for stashed in ("burda-2l-vae-e400", "burda-1l-vae-n120"):
+        (root / "benchmarks" / "stash" / stashed).mkdir(parents=True)
+        (root / "benchmarks" / "stash" / stashed / "checkpoint.pt").write_bytes(b"")
+    calls = tmp_path / "calls.txt"
+    fake = tmp_path / "python"  # name parsing runs in the real Python; a training run is only written down
+    fake.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\n'
+                    f'echo "OMP=$OMP_NUM_THREADS $*" >> {calls}\n')
+    fake.chmod(0o755)
+    out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5", "burda-1l-vae", "burda-2l-vae-e400",
+                          "not-a-run"], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True,
+                         check=True)
+    for _ in range(50):  # the runs are started in the background
+        if calls.exists() and len(calls.read_text().splitlines()) == 2:
+            break
+        time.sleep(0.1)
+    lines = sorted(calls.read_text().splitlines())
+    common = "--compile{} --max-hours 1.5 --stash benchmarks/stash --table BENCHMARKS.md --no-progress"
+    assert lines == [
+        "OMP=1 benchmarks/reproduce.py burda-1l-vae --epochs 3280 " + common.format(""),  # named, nothing to resume
+        "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400 " + common.format(" --resume"),  # stashed, named twice
+    ]
+    assert "skipping burda-1l-vae-n120: a --limit smoke run" in out.stderr
+    assert "skipping not-a-run: not a run name" in out.stderr
+    assert "started burda-1l-vae" in out.stdout and "resumed burda-2l-vae-e400" in out.stdout

@@ -25,6 +25,7 @@ from inference.scaling import (
     scale_sites,
 )
 from inference.renyi import RenyiBound
+from inference.run_lock import RunInUseError
 from inference.svi import FitConfig, FitResult, NonFiniteError, fit
 from inference.weights import LogWeights, log_weights
 
@@ -45,6 +46,7 @@ __all__ = [
     "FitResult",
     "LogWeights",
     "NonFiniteError",
+    "RunInUseError",
     "evaluate",
     "fit",
     "kl_per_dimension",

@@ -42,6 +42,7 @@ from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
 from inference.options import choose
 from inference.lr_schedules import LR_SCHEDULES
+from inference.run_lock import hold_run_dir
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
 from inference.stopping import stop_on_signals
 from inference.weights import iter_log_weights
@@ -360,6 +361,8 @@ def fit(
     inductor, so they agree in distribution, not bit for bit.
     :raises NonFiniteError: the loss or a gradient went non-finite (the message names
         the step, the sites and remedies; the last checkpoint is left as it was).
+    :raises ~inference.run_lock.RunInUseError: another live process is training into
+        ``run_dir`` (one process per run folder: two would overwrite each other's checkpoints).
 
     >>> import torch, pyro, pyro.distributions as dist
     >>> def model(x):
@@ -538,7 +541,8 @@ def fit(
     resume_hint = f"resume=True (pyro-vae train --out {run_dir} --resume)" if run_dir else "nothing is saved (no run_dir)"
     stopping = None  # in a group, the signal that stops the run: every rank learns it at the same step
     try:
-        with pyro.validation_enabled(False), stop_on_signals(message=f"stopping after this step; {resume_hint}") as stop:
+        with hold_run_dir(run_dir if world.is_main else None), pyro.validation_enabled(False), \
+                stop_on_signals(message=f"stopping after this step; {resume_hint}") as stop:
             while epoch < config.epochs and budget_left() and not best["stopped"]:
                 epoch_start = time.perf_counter()
                 if order is None:

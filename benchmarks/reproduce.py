@@ -5,6 +5,7 @@ with the paper's schedule, checkpoints and early stopping, then `inference.evalu
 K = 5000 importance samples on the 10 000 test images (dynamically binarized MNIST).
 
     python benchmarks/reproduce.py PRESET [--resume] [--device cuda] [--compile] [--max-hours H]
+    python benchmarks/reproduce.py --table BENCHMARKS.md   # only rewrite the table from the result files
 
 The run folder (``runs/reproduce/PRESET``, git-ignored) holds the checkpoints; run the same command
 with ``--resume`` to continue after an interruption, session after session (``--stash benchmarks/stash``
@@ -262,8 +263,9 @@ def figure(results: Path, path: Path) -> Path | None:
 
 
 def table(results: Path) -> str:
-    """The Markdown results table of every result file."""
-    rows = ["| preset | reference (paper) | ours | difference | active units | epochs | train time | device | "
+    """The Markdown results table of every result file, a row per run (its name: the preset, then
+    ``-eN`` for a shortened schedule and any suffix a set-aside run's file was given)."""
+    rows = ["| run | reference (paper) | ours | difference | active units | epochs | train time | device | "
             "deviations |", "|---|---|---|---|---|---|---|---|---|"]
     for r in _records(results):
         ref = r["reference"]["test_nll"]
@@ -279,7 +281,7 @@ def table(results: Path) -> str:
             else:
                 ours = "partial" + (f" (training -ELBO {last['train_loss']:.2f})" if "train_loss" in last else "")
             diff, units = "", ""
-        rows.append(f"| {r['preset']} | {ref:.2f} ({r['reference']['paper']}) | {ours} | {diff} | {units} | "
+        rows.append(f"| {r.get('run', r['preset'])} | {ref:.2f} ({r['reference']['paper']}) | {ours} | {diff} | {units} | "
                     f"{r['epochs']}/{r['epochs_planned']} | {r['train_seconds'] / 3600:.2f} h | {r['device']} | "
                     f"{'; '.join(r['deviations']) or 'none'} |")
     return "\n".join(rows)
@@ -301,7 +303,8 @@ def write_table(benchmarks: Path, results: Path, docs: Path | None = None) -> No
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("preset", choices=list(PRESETS))
+    parser.add_argument("preset", nargs="?", choices=list(PRESETS),
+                        help="the run's preset; none with --table: only rewrite the table and figure from the result files")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true")
@@ -324,6 +327,11 @@ def main(argv=None) -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     args.command = command_line("reproduce.py", argv)
+    if args.preset is None:
+        if not args.table:
+            parser.error("name a PRESET to run, or pass --table BENCHMARKS.md alone to rewrite the results table")
+        write_table(Path(args.table), Path(args.results), Path(args.docs))
+        return
     record = run(args)
     print(json.dumps({k: record[k] for k in ("preset", "status", "epochs", "steps")} |
                      ({"test_nll": record["test_nll"]} if "test_nll" in record else {})))

@@ -60,12 +60,17 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "finished" and record["steps"] == 12
     text = (tmp_path / "BENCHMARKS.md").read_text()
-    assert "| burda-1l-vae | 86.76 (Burda et al. 2016, Table 1) |" in text and "2/2" in text
+    assert "| burda-1l-vae-e2-n120 | 86.76 (Burda et al. 2016, Table 1) |" in text and "2/2" in text
     # the learning curve travels in the result file (both epochs, across the resume) and is drawn under the table
     assert [c["epoch"] for c in record["curve"]] == [1, 2] and all(c["train_loss"] > 0 for c in record["curve"])
     assert (tmp_path / "docs" / "reproductions.png").stat().st_size > 0 and "docs/reproductions.png" in text
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])  # the table is replaced, not added
     assert (tmp_path / "BENCHMARKS.md").read_text().count("<!-- reproductions -->") == 1
+    (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
+    reproduce.main(["--table", str(tmp_path / "BENCHMARKS.md"), "--results", str(results), "--docs", str(tmp_path / "docs")])
+    assert (tmp_path / "BENCHMARKS.md").read_text().count("| burda-1l-vae-e2-n120 |") == 1  # no preset: the table only
+    with pytest.raises(SystemExit):
+        reproduce.main([])  # neither a preset nor a table
 
 
 def test_a_stashed_run_resumes_on_a_machine_without_its_run_folder(tmp_path):

@@ -3,9 +3,10 @@
 # named after HOURS (PRESET for the paper's schedule, PRESET-eN for N squeezed epochs) that are not stashed,
 # detached, one thread each, for at most HOURS more hours of training each (default 2.2: a three-hour
 # session leaves time to score, commit and run CI). A run that finishes its epochs is then scored
-# (K = 5000: half an hour or more on one thread, on top of HOURS). Each run's log goes to
-# runs/NAME.log; its result file, the stash and BENCHMARKS.md's table are updated when it stops. Commit
-# benchmarks/stash, benchmarks/results, BENCHMARKS.md and docs/reproductions.png before the session ends.
+# (K = 5000: half an hour or more on one thread, on top of HOURS). Each run's log, a line an epoch, goes
+# to runs/NAME.log; its result file, the stash and BENCHMARKS.md's table are updated when it stops.
+# Commit benchmarks/stash, benchmarks/results, BENCHMARKS.md and docs/reproductions.png before the
+# session ends.
 #
 #   PYRO_VAE_DATA_DIR=../shared/data bash benchmarks/long_runs.sh [HOURS [RUN ...]]
 #   PYRO_VAE_DATA_DIR=../shared/data bash benchmarks/long_runs.sh 2 burda-1l-vae burda-2l-vae

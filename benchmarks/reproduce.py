@@ -157,7 +157,7 @@ def run(args) -> dict:
                  estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
                  lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
                  lr_schedule=Staged(length=epochs) if preset.staged else None, patience=preset.patience,
-                 max_seconds=budget, seed=args.seed)
+                 max_seconds=budget, seed=args.seed, callbacks=[report_epoch(epochs)] if args.no_progress else ())
     finished = result.epoch >= epochs or result.stopped_early
     if args.stash:  # before the hour-long scoring, which a session's end may cut short
         stash(run_dir, Path(args.stash) / name)
@@ -194,6 +194,17 @@ def run(args) -> dict:
     if args.stash and finished:  # scored: the run's numbers are in its result file
         shutil.rmtree(Path(args.stash) / name, ignore_errors=True)
     return record
+
+
+def report_epoch(epochs: int):
+    """A line per epoch on standard output, for a run without a progress bar (a detached run's log)."""
+
+    def report(row: dict) -> None:
+        validated = f", validation ELBO {row['val_elbo']:.2f}" if "val_elbo" in row else ""
+        print(f"epoch {row['epoch']}/{epochs}: training -ELBO {row['train_loss']:.2f}{validated}, lr {row['lr']:.3g}, "
+              f"{row['seconds']:.1f} s, {row['train_seconds'] / 3600:.2f} h of training", flush=True)
+
+    return report
 
 
 STASHED = ("checkpoint.pt", "best.pt", "metrics.csv")  # what resuming needs (best.pt: early stopping's parameters)

@@ -44,6 +44,14 @@ def test_burda_presets_start_as_the_papers_code_does():
     assert {layer.family.scale for layer in [*model.encoders, *model.decoders]} == {"exp"}
 
 
+def test_a_run_without_a_progress_bar_reports_each_epoch(tmp_path, capsys):
+    reproduce.main(["burda-1l-vae", "--limit", "40", "--epochs", "2", "--eval-samples", "2", "--no-progress",
+                    "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert "training -ELBO" in lines[0] and "h of training" in lines[0]
+
+
 def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
     results, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",

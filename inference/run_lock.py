@@ -17,8 +17,8 @@ import contextlib
 import os
 import socket
 from collections.abc import Iterator
-from typing import IO
 from pathlib import Path
+from typing import IO
 
 try:
     import fcntl
@@ -57,7 +57,7 @@ def hold_run_dir(run_dir: str | Path | None) -> Iterator[None]:
     lock = _acquire(path, run_dir)
     try:
         lock.truncate()
-        lock.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        lock.write(f"{os.getpid()} {socket.gethostname()}\n")
         lock.flush()
         yield
     finally:  # remove the file while still holding it, so that no one locks a file about to vanish
@@ -73,11 +73,12 @@ def _acquire(path: Path, run_dir) -> IO[str]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.seek(0)
-            holder = lock.read().strip() or "another process"
+            pid, _, host = lock.read().strip().partition(" ")  # empty if the holder has not written yet
             lock.close()
+            holder, kill = (f"process {pid} on {host}", f"kill {pid}") if pid else ("another process", "kill it")
             raise RunInUseError(
                 f"{run_dir} is being trained by {holder}: two processes would overwrite each other's checkpoints. "
-                f"Wait for it to end, stop it (kill PID: it finishes its step, checkpoints and stops; then resume), "
+                f"Wait for it to end, stop it ({kill}: it finishes its step, checkpoints and stops; then resume), "
                 f"or choose another run folder"
             ) from None
         try:

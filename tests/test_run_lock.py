@@ -33,7 +33,7 @@ def test_a_second_process_is_refused_while_the_first_trains_and_goes_on_once_it_
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(RunInUseError, match=rf"is being trained by process {holder.pid} on .*kill PID"):
+        with pytest.raises(RunInUseError, match=rf"is being trained by process {holder.pid} on .*\(kill {holder.pid}: "):
             _fit(tmp_path)
         assert not (tmp_path / "checkpoint.pt").exists()  # refused before writing anything
     finally:

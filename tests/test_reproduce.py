@@ -49,7 +49,7 @@ def test_a_run_without_a_progress_bar_reports_each_epoch(tmp_path, capsys):
                     "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
-    assert "training -ELBO" in lines[0] and "h of training" in lines[0]
+    assert "training -ELBO" in lines[0] and "h of training" in lines[0] and lines[1].endswith("about 0.00 h left")
 
 
 def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):

@@ -111,8 +111,7 @@ def parse_run_name(name: str) -> tuple[str, int, int | None]:
     >>> parse_run_name("burda-2l-vae-e400"), parse_run_name("burda-1l-vae")
     (('burda-2l-vae', 400, None), ('burda-1l-vae', 3280, None))
     """
-    match = re.fullmatch(r"(.+?)(?:-e(\d+))?(?:-n(\d+))?", name)
-    preset, epochs, limit = match.groups() if match else (name, None, None)
+    preset, epochs, limit = re.fullmatch(r"(.*?)(?:-e(\d+))?(?:-n(\d+))?", name).groups()  # matches any name
     if preset not in PRESETS:
         raise ValueError(f"{name!r} is not a reproduction run's name: PRESET[-eEPOCHS][-nLIMIT] with PRESET one of "
                          f"{', '.join(PRESETS)}")

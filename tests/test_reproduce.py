@@ -114,9 +114,10 @@ def test_a_run_name_gives_back_its_preset_schedule_and_limit(preset, epochs, lim
     assert reproduce.parse_run_name(name) == (preset, epochs or reproduce.PRESETS[preset].epochs, limit)
 
 
-def test_a_name_that_is_no_run_is_refused_with_the_form():
+@pytest.mark.parametrize("name", ["burda-1l-vae-lost", "", "-e400", "burda-1l-vae-n5-e400"])
+def test_a_name_that_is_no_run_is_refused_with_the_form(name):
     with pytest.raises(ValueError, match=r"PRESET\[-eEPOCHS\]\[-nLIMIT\] with PRESET one of burda-1l-vae"):
-        reproduce.parse_run_name("burda-1l-vae-lost")
+        reproduce.parse_run_name(name)
 
 
 def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):

@@ -34,13 +34,10 @@ while read -r name preset epochs limit; do
         echo "skipping $name: a --limit smoke run; resume it by hand with its --limit" >&2
         continue
     fi
-    resume=() verb=started  # a run with a checkpoint goes on from it; a named run without one starts
-    if [[ -f "runs/reproduce/$name/checkpoint.pt" || -f "benchmarks/stash/$name/checkpoint.pt" ]]; then
-        resume=(--resume) verb=resumed
-    fi
-    OMP_NUM_THREADS=1 nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --compile "${resume[@]}" \
+    # --resume goes on from the run's checkpoint (runs/reproduce or the stash), or starts a run that has none
+    OMP_NUM_THREADS=1 nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --compile --resume \
         --max-hours "$hours" --stash benchmarks/stash --table BENCHMARKS.md --no-progress < /dev/null >> "runs/$name.log" 2>&1 &
-    echo "$verb $name ($preset, $epochs epochs) for at most $hours hours of training: pid $!, log runs/$name.log"
+    echo "running $name ($preset, $epochs epochs) for at most $hours more hours of training: pid $!, log runs/$name.log"
     started=$((started + 1))
 done < <(PYTHONPATH=benchmarks "$python" -c "$parse" $(for folder in benchmarks/stash/*/; do basename "$folder"; done) "$@")
 if [[ $started -eq 0 ]]; then

@@ -146,12 +146,16 @@ def run(args) -> dict:
         deviations.append(f"first {args.limit} training images")
     if args.stash and args.resume:
         unstash(Path(args.stash) / name, run_dir)
+    checkpoint = run_dir / "checkpoint.pt"
+    resume = args.resume and checkpoint.exists()  # --resume goes on from a checkpoint, or starts a run that has none
+    if args.resume and not resume:
+        print(f"nothing to resume in {run_dir}" + (f" or {Path(args.stash) / name}" if args.stash else "") +
+              f": starting {name}")
     budget = None
     if args.max_hours:  # this call's hours, on top of what earlier sessions of a resumed run trained
-        checkpoint = run_dir / "checkpoint.pt"
-        done = load_checkpoint(checkpoint)["train_seconds"] if args.resume and checkpoint.exists() else 0.0
+        done = load_checkpoint(checkpoint)["train_seconds"] if resume else 0.0
         budget = done + args.max_hours * 3600
-    result = fit(model.model, model.guide, train, validation=validation, run_dir=run_dir, resume=args.resume,
+    result = fit(model.model, model.guide, train, validation=validation, run_dir=run_dir, resume=resume,
                  device=args.device, compile=args.compile, progress=not args.no_progress,
                  estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
                  lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
@@ -319,7 +323,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", nargs="?", choices=list(PRESETS),
                         help="the run's preset; none with --table: only rewrite the table and figure from the result files")
-    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from the run's checkpoint (in --out, or else in --stash); a run without one starts")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--max-hours", type=float, default=None,

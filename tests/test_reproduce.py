@@ -52,14 +52,16 @@ def test_a_run_without_a_progress_bar_reports_each_epoch(tmp_path, capsys):
     assert "training -ELBO" in lines[0] and "h of training" in lines[0] and lines[1].endswith("about 0.00 h left")
 
 
-def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path):
+def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path, capsys):
     results, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",
             "--out", str(runs), "--results", str(results), "--docs", str(tmp_path / "docs")]
-    reproduce.main([*argv, "--max-hours", "1e-9"])  # the budget ends after the first step
+    reproduce.main([*argv, "--resume", "--max-hours", "1e-9"])  # no checkpoint yet: it starts; the budget ends after a step
+    assert f"nothing to resume in {runs / 'burda-1l-vae-e2-n120'}: starting burda-1l-vae-e2-n120" in capsys.readouterr().out
     record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "partial" and record["steps"] == 1 and "test_nll" not in record
     reproduce.main([*argv, "--resume", "--max-hours", "1e-9"])  # this call's own budget: one more step
+    assert "nothing to resume" not in capsys.readouterr().out
     record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "partial" and record["steps"] == 2
     (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
@@ -147,11 +149,11 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
             break
         time.sleep(0.1)
     lines = sorted(calls.read_text().splitlines())
-    common = "--compile{} --max-hours 1.5 --stash benchmarks/stash --table BENCHMARKS.md --no-progress"
-    assert lines == [
-        "OMP=1 benchmarks/reproduce.py burda-1l-vae --epochs 3280 " + common.format(""),  # named, nothing to resume
-        "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400 " + common.format(" --resume"),  # stashed, named twice
+    common = " --compile --resume --max-hours 1.5 --stash benchmarks/stash --table BENCHMARKS.md --no-progress"
+    assert lines == [  # --resume: reproduce.py goes on from a checkpoint where there is one and starts the run otherwise
+        "OMP=1 benchmarks/reproduce.py burda-1l-vae --epochs 3280" + common,  # named, nothing to resume
+        "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400" + common,  # stashed, and named too: one run
     ]
     assert "skipping burda-1l-vae-n120: a --limit smoke run" in out.stderr
     assert "skipping not-a-run: not a run name" in out.stderr
-    assert "started burda-1l-vae" in out.stdout and "resumed burda-2l-vae-e400" in out.stdout
+    assert "running burda-1l-vae (burda-1l-vae, 3280 epochs)" in out.stdout and "running burda-2l-vae-e400" in out.stdout

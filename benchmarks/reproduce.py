@@ -65,6 +65,12 @@ class Preset:
     setup: str = BURDA_SETUP
     deviations: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def bound(self) -> str:
+        """The name of the bound it trains, as logs and tables print its negative: ``ELBO``, or
+        ``IWAE-5 bound`` for the importance-weighted bound with five particles."""
+        return "ELBO" if self.estimator == "trace" else f"{self.estimator.upper()}-{self.particles} bound"
+
     def build(self, train):
         """The model, initialised as the paper's code does (for Burda et al.'s: Glorot weights, exp
         scales, the output bias at the mean training image, which ``benchmarks/collapse.py`` shows
@@ -160,7 +166,7 @@ def run(args) -> dict:
                  estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
                  lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
                  lr_schedule=Staged(length=epochs) if preset.staged else None, patience=preset.patience,
-                 max_seconds=budget, seed=args.seed, callbacks=[report_epoch(epochs)] if args.no_progress else ())
+                 max_seconds=budget, seed=args.seed, callbacks=[report_epoch(epochs, bound=preset.bound)] if args.no_progress else ())
     finished = result.epoch >= epochs or result.stopped_early
     if args.stash:  # before the hour-long scoring, which a session's end may cut short
         stash(run_dir, Path(args.stash) / name)
@@ -199,15 +205,15 @@ def run(args) -> dict:
     return record
 
 
-def report_epoch(epochs: int):
+def report_epoch(epochs: int, bound: str = "ELBO"):
     """A line per epoch on standard output, for a run without a progress bar (a detached run's log):
-    the bound, the learning rate, the epoch's seconds, the hours trained and, at the run's mean pace
-    so far, the hours of training left."""
+    the negative training ``bound`` (:attr:`Preset.bound`), the learning rate, the epoch's seconds, the
+    hours trained and, at the run's mean pace so far, the hours of training left."""
 
     def report(row: dict) -> None:
         validated = f", validation ELBO {row['val_elbo']:.2f}" if "val_elbo" in row else ""
         left = (epochs - row["epoch"]) * row["train_seconds"] / row["epoch"] / 3600
-        print(f"epoch {row['epoch']}/{epochs}: training -ELBO {row['train_loss']:.2f}{validated}, lr {row['lr']:.3g}, "
+        print(f"epoch {row['epoch']}/{epochs}: training -{bound} {row['train_loss']:.2f}{validated}, lr {row['lr']:.3g}, "
               f"{row['seconds']:.1f} s, {row['train_seconds'] / 3600:.2f} h of training, about {left:.2f} h left",
               flush=True)
 
@@ -252,7 +258,7 @@ def curve(metrics: list[dict]) -> list[dict]:
 
 
 def figure(results: Path, path: Path) -> Path | None:
-    """Each result file's learning curve (training -ELBO per epoch, validation -ELBO dashed) against
+    """Each result file's learning curve (the training loss per epoch: -ELBO, or -IWAE bound, validation -ELBO dashed) against
     its paper's test NLL (dotted) and, for a finished run, our test NLL (a dot at its last epoch)."""
     records = [r for r in _records(results) if r.get("curve")]
     if not records:
@@ -273,7 +279,7 @@ def figure(results: Path, path: Path) -> Path | None:
             ax.plot([epochs[-1]], [r["test_nll"]], "o", color=line.get_color())
     low = min(r["reference"]["test_nll"] for r in records)
     ax.set(xscale="log", ylim=(low - 3, low + 25), xlabel="epoch",
-           ylabel="nats", title="training -ELBO (lines), paper's test NLL (dotted), our test NLL (dot)")
+           ylabel="nats", title="training loss: -ELBO, or -IWAE bound for IWAE runs (lines); paper's test NLL (dotted); ours (dot)")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -297,7 +303,8 @@ def table(results: Path) -> str:
             if "val_elbo" in last:
                 ours = f"partial (validation ELBO {last['val_elbo']:.2f})"
             else:
-                ours = "partial" + (f" (training -ELBO {last['train_loss']:.2f})" if "train_loss" in last else "")
+                bound = PRESETS[r["preset"]].bound
+                ours = "partial" + (f" (training -{bound} {last['train_loss']:.2f})" if "train_loss" in last else "")
             diff, units = "", ""
         rows.append(f"| {r.get('run', r['preset'])} | {ref:.2f} ({r['reference']['paper']}) | {ours} | {diff} | {units} | "
                     f"{r['epochs']}/{r['epochs_planned']} | {r['train_seconds'] / 3600:.2f} h | {r['device']} | "

@@ -52,6 +52,15 @@ def test_a_run_without_a_progress_bar_reports_each_epoch(tmp_path, capsys):
     assert "training -ELBO" in lines[0] and "h of training" in lines[0] and lines[1].endswith("about 0.00 h left")
 
 
+def test_an_iwae_run_names_its_bound_not_the_elbo(capsys):
+    assert reproduce.PRESETS["burda-1l-vae"].bound == "ELBO"
+    assert reproduce.PRESETS["burda-1l-iwae5"].bound == "IWAE-5 bound"
+    reproduce.report_epoch(10, bound=reproduce.PRESETS["burda-1l-iwae5"].bound)(
+        {"epoch": 5, "train_loss": 104.37, "lr": 5e-4, "seconds": 18.2, "train_seconds": 90.0})
+    assert capsys.readouterr().out == ("epoch 5/10: training -IWAE-5 bound 104.37, lr 0.0005, 18.2 s, "
+                                       "0.03 h of training, about 0.03 h left\n")
+
+
 def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path, capsys):
     results, runs = tmp_path / "results", tmp_path / "runs"
     argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",

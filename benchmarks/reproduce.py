@@ -279,7 +279,7 @@ def figure(results: Path, path: Path) -> Path | None:
             ax.plot([epochs[-1]], [r["test_nll"]], "o", color=line.get_color())
     low = min(r["reference"]["test_nll"] for r in records)
     ax.set(xscale="log", ylim=(low - 3, low + 25), xlabel="epoch",
-           ylabel="nats", title="training loss: -ELBO, or -IWAE bound for IWAE runs (lines); paper's test NLL (dotted); ours (dot)")
+           ylabel="nats", title="training loss: -ELBO, or -IWAE bound for IWAE runs (lines)\npaper's test NLL (dotted), ours (dot)")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from inference import Staged, evaluate, fit, load_checkpoint
+from inference import RenyiBound, Staged, evaluate, fit, load_checkpoint, make_elbo
 from pyro_vae import HierarchicalVAE, VAE, load_dataset
 from pyro_vae.priors import VampPrior
 from recording import command_line, git_commit, write_block  # benchmarks/recording.py
@@ -67,9 +67,13 @@ class Preset:
 
     @property
     def bound(self) -> str:
-        """The name of the bound it trains, as logs and tables print its negative: ``ELBO``, or
-        ``IWAE-5 bound`` for the importance-weighted bound with five particles."""
-        return "ELBO" if self.estimator == "trace" else f"{self.estimator.upper()}-{self.particles} bound"
+        """The name of the bound it trains, as logs and tables print its negative, read off the
+        estimator ``fit`` builds: ``IWAE-5 bound`` for a :class:`~inference.RenyiBound` at alpha 0
+        with five particles (``iwae``, ``dreg``), ``ELBO`` for the single-sample-bound estimators."""
+        elbo = make_elbo(self.estimator, num_particles=self.particles)
+        if not isinstance(elbo, RenyiBound):
+            return "ELBO"
+        return f"IWAE-{self.particles} bound" if elbo.alpha == 0 else f"Renyi-{elbo.alpha:g} bound (K = {self.particles})"
 
     def build(self, train):
         """The model, initialised as the paper's code does (for Burda et al.'s: Glorot weights, exp
@@ -166,7 +170,8 @@ def run(args) -> dict:
                  estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
                  lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
                  lr_schedule=Staged(length=epochs) if preset.staged else None, patience=preset.patience,
-                 max_seconds=budget, seed=args.seed, callbacks=[report_epoch(epochs, bound=preset.bound)] if args.no_progress else ())
+                 max_seconds=budget, seed=args.seed,
+                 callbacks=[report_epoch(epochs, bound=preset.bound)] if args.no_progress else ())
     finished = result.epoch >= epochs or result.stopped_early
     if args.stash:  # before the hour-long scoring, which a session's end may cut short
         stash(run_dir, Path(args.stash) / name)
@@ -258,8 +263,9 @@ def curve(metrics: list[dict]) -> list[dict]:
 
 
 def figure(results: Path, path: Path) -> Path | None:
-    """Each result file's learning curve (the training loss per epoch: -ELBO, or -IWAE bound, validation -ELBO dashed) against
-    its paper's test NLL (dotted) and, for a finished run, our test NLL (a dot at its last epoch)."""
+    """Each result file's learning curve (the training loss per epoch: -ELBO or -IWAE bound;
+    validation -ELBO dashed) against its paper's test NLL (dotted) and, for a finished run, our test
+    NLL (a dot at its last epoch)."""
     records = [r for r in _records(results) if r.get("curve")]
     if not records:
         return None
@@ -279,7 +285,8 @@ def figure(results: Path, path: Path) -> Path | None:
             ax.plot([epochs[-1]], [r["test_nll"]], "o", color=line.get_color())
     low = min(r["reference"]["test_nll"] for r in records)
     ax.set(xscale="log", ylim=(low - 3, low + 25), xlabel="epoch",
-           ylabel="nats", title="training loss: -ELBO, or -IWAE bound for IWAE runs (lines)\npaper's test NLL (dotted), ours (dot)")
+           ylabel="nats",
+           title="training loss: -ELBO, or -IWAE bound for IWAE runs (lines)\npaper's test NLL (dotted), ours (dot)")
     ax.legend(fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

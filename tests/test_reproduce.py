@@ -1,6 +1,7 @@
 """benchmarks/reproduce.py: every preset runs end to end on a tiny budget and writes a well-formed
 result file; an interrupted run records its partial progress and resumes; the results table."""
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -55,6 +56,9 @@ def test_a_run_without_a_progress_bar_reports_each_epoch(tmp_path, capsys):
 def test_an_iwae_run_names_its_bound_not_the_elbo(capsys):
     assert reproduce.PRESETS["burda-1l-vae"].bound == "ELBO"
     assert reproduce.PRESETS["burda-1l-iwae5"].bound == "IWAE-5 bound"
+    preset = reproduce.PRESETS["burda-1l-vae"]
+    assert dataclasses.replace(preset, estimator="mean_field").bound == "ELBO"  # an ELBO, analytic KL or not
+    assert dataclasses.replace(preset, estimator="dreg", particles=50).bound == "IWAE-50 bound"
     reproduce.report_epoch(10, bound=reproduce.PRESETS["burda-1l-iwae5"].bound)(
         {"epoch": 5, "train_loss": 104.37, "lr": 5e-4, "seconds": 18.2, "train_seconds": 90.0})
     assert capsys.readouterr().out == ("epoch 5/10: training -IWAE-5 bound 104.37, lr 0.0005, 18.2 s, "

@@ -212,13 +212,16 @@ def run(args) -> dict:
 
 def report_epoch(epochs: int, bound: str = "ELBO"):
     """A line per epoch on standard output, for a run without a progress bar (a detached run's log):
-    the negative training ``bound`` (:attr:`Preset.bound`), the learning rate, the epoch's seconds, the
+    the negative training ``bound`` (:attr:`Preset.bound`; during a KL warm-up the KL is weighted by
+    the epoch's last beta, which the line names), the learning rate, the epoch's seconds, the
     hours trained and, at the run's mean pace so far, the hours of training left."""
 
     def report(row: dict) -> None:
         validated = f", validation ELBO {row['val_elbo']:.2f}" if "val_elbo" in row else ""
+        weighted = f" (KL weight {row['beta']:.3g})" if row.get("beta", 1.0) != 1.0 else ""
         left = (epochs - row["epoch"]) * row["train_seconds"] / row["epoch"] / 3600
-        print(f"epoch {row['epoch']}/{epochs}: training -{bound} {row['train_loss']:.2f}{validated}, lr {row['lr']:.3g}, "
+        print(f"epoch {row['epoch']}/{epochs}: training -{bound}{weighted} {row['train_loss']:.2f}{validated}, "
+              f"lr {row['lr']:.3g}, "
               f"{row['seconds']:.1f} s, {row['train_seconds'] / 3600:.2f} h of training, about {left:.2f} h left",
               flush=True)
 

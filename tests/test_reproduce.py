@@ -63,6 +63,11 @@ def test_an_iwae_run_names_its_bound_not_the_elbo(capsys):
         {"epoch": 5, "train_loss": 104.37, "lr": 5e-4, "seconds": 18.2, "train_seconds": 90.0})
     assert capsys.readouterr().out == ("epoch 5/10: training -IWAE-5 bound 104.37, lr 0.0005, 18.2 s, "
                                        "0.03 h of training, about 0.03 h left\n")
+    reproduce.report_epoch(2000, bound="ELBO")(  # a KL warm-up (vamp-1l): the weighted loss says so
+        {"epoch": 6, "train_loss": 76.8, "beta": 0.06, "lr": 5e-4, "seconds": 16.0, "train_seconds": 90.0,
+         "val_elbo": -140.01})
+    assert capsys.readouterr().out.startswith(
+        "epoch 6/2000: training -ELBO (KL weight 0.06) 76.80, validation ELBO -140.01, lr 0.0005,")
 
 
 def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path, capsys):

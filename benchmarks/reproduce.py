@@ -221,8 +221,8 @@ def report_epoch(epochs: int, bound: str = "ELBO"):
         weighted = f" (KL weight {row['beta']:.3g})" if row.get("beta", 1.0) != 1.0 else ""
         left = (epochs - row["epoch"]) * row["train_seconds"] / row["epoch"] / 3600
         print(f"epoch {row['epoch']}/{epochs}: training -{bound}{weighted} {row['train_loss']:.2f}{validated}, "
-              f"lr {row['lr']:.3g}, "
-              f"{row['seconds']:.1f} s, {row['train_seconds'] / 3600:.2f} h of training, about {left:.2f} h left",
+              f"lr {row['lr']:.3g}, {row['seconds']:.1f} s, {row['train_seconds'] / 3600:.2f} h of training, "
+              f"about {left:.2f} h left",
               flush=True)
 
     return report

@@ -63,6 +63,9 @@ def test_an_iwae_run_names_its_bound_not_the_elbo(capsys):
         {"epoch": 5, "train_loss": 104.37, "lr": 5e-4, "seconds": 18.2, "train_seconds": 90.0})
     assert capsys.readouterr().out == ("epoch 5/10: training -IWAE-5 bound 104.37, lr 0.0005, 18.2 s, "
                                        "0.03 h of training, about 0.03 h left\n")
+
+
+def test_a_warm_up_epoch_names_the_kl_weight_its_loss_carries(capsys):
     reproduce.report_epoch(2000, bound="ELBO")(  # a KL warm-up (vamp-1l): the weighted loss says so
         {"epoch": 6, "train_loss": 76.8, "beta": 0.06, "lr": 5e-4, "seconds": 16.0, "train_seconds": 90.0,
          "val_elbo": -140.01})

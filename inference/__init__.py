@@ -12,6 +12,7 @@ from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
 from inference.lr_schedules import LR_SCHEDULES, Cosine, Exponential, Staged, Step
 from inference.options import choose
+from inference.params import load_params
 from inference.scaling import (
     SCHEDULES,
     BetaScaled,
@@ -51,6 +52,7 @@ __all__ = [
     "fit",
     "kl_per_dimension",
     "load_checkpoint",
+    "load_params",
     "log_weights",
     "mutual_information",
     "save_checkpoint",

@@ -41,6 +41,7 @@ from inference.estimators import ESTIMATORS, NO_GRADIENT, EstimatorName, backwar
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
 from inference.options import choose
+from inference.params import restore_params
 from inference.lr_schedules import LR_SCHEDULES
 from inference.run_lock import hold_run_dir
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
@@ -471,7 +472,7 @@ def fit(
 
     step, epoch, position, order, metrics, trained = 0, 0, 0, None, [], 0.0
     if saved is not None:
-        _restore_params(params, saved["params"], checkpoint_path)
+        restore_params(params, saved["params"], checkpoint_path)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict({"lr_lambdas": [None], **saved["scheduler"]})  # older runs saved ExponentialLR's
         best = dict(saved.get("best", best))
@@ -680,18 +681,6 @@ def _check_same_run(saved: FitConfig, requested: FitConfig, path: Path) -> None:
         raise CheckpointError(
             f"{path} was made by another run ({details}); resume with the same settings or choose another run_dir"
         )
-
-
-def _restore_params(params: dict[str, torch.Tensor], saved: dict, path: Path) -> None:
-    if set(params) != set(saved) or any(params[k].shape != saved[k].shape for k in params):
-        missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
-        raise CheckpointError(
-            f"{path} holds other parameters than this model (missing {missing[:3]}, unexpected {extra[:3]}, or shapes "
-            f"differ); resume with the model that made it"
-        )
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(saved[name])
 
 
 def _append_csv(run_dir: Path | None, row: dict) -> None:

@@ -128,13 +128,19 @@ def parse_run_name(name: str) -> tuple[str, int, int | None]:
     return preset, int(epochs) if epochs else PRESETS[preset].epochs, int(limit) if limit else None
 
 
+def training_data(preset: Preset, seed: int = 0, limit: int | None = None) -> tuple:
+    """``(train, validation)``: the images a run of ``preset`` trains on and those it holds out for early
+    stopping (``None`` for a preset without), dynamically binarized; the first ``limit`` training images only."""
+    train = load_dataset("mnist", split="train", representation="dynamic", seed=seed, limit=limit)
+    if not preset.validation:
+        return train, None
+    return train.split(min(preset.validation, len(train) // 6), seed=seed)
+
+
 def run(args) -> dict:
     preset = PRESETS[args.preset]
     epochs = args.epochs or preset.epochs
-    train = load_dataset("mnist", split="train", representation="dynamic", seed=args.seed, limit=args.limit)
-    validation = None
-    if preset.validation:
-        train, validation = train.split(min(preset.validation, len(train) // 6), seed=args.seed)
+    train, validation = training_data(preset, args.seed, args.limit)
     test = load_dataset("mnist", split="test", representation="dynamic", seed=args.seed + 1,
                         limit=args.limit and min(args.limit, 10000))
     torch.manual_seed(args.seed)

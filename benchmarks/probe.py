@@ -1,0 +1,115 @@
+"""Where an unfinished reproduction stands in log p(x), without looking at the test set.
+
+A training bound is not the test NLL a reproduction is judged by: the slack between them depends on the
+bound (about 4 nats for the ELBO of ``burda-1l-vae``, less for an IWAE bound) and on the model. This
+script loads a run's current parameters (``best.pt`` where early stopping keeps one: what the run would
+score; ``checkpoint.pt`` otherwise) from ``runs/reproduce/RUN`` or the stash, and estimates log p(x) with
+K importance samples on held-out images: the run's validation split, or, for a preset without one
+(Burda et al. train on all 60 000 images), the first training images, which then measure fit, not
+generalization. The test set is never loaded, so a probe can guide nothing that the test set should judge.
+It reads the files while the run trains (checkpoints are replaced atomically) and appends its record to
+``benchmarks/results/probes/RUN.json``, a history across sessions.
+
+    python benchmarks/probe.py RUN [--images 1000] [--samples 5000] [--compile]
+    python benchmarks/probe.py burda-1l-iwae5 --images 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from inference import evaluate, load_checkpoint, load_params
+from recording import command_line, git_commit  # benchmarks/recording.py
+from reproduce import PRESETS, parse_run_name, training_data
+
+HERE = Path(__file__).resolve().parent
+
+
+def probe(name: str, *, images: int = 1000, samples: int = 5000, out: str | Path = "runs/reproduce",
+          stash: str | Path = HERE / "stash", results: str | Path = HERE / "results", seed: int = 0,
+          compile: bool = False, progress: bool = True, command: str = "") -> dict:
+    """Score run ``name``'s current parameters on ``images`` held-out images with ``samples`` importance
+    samples; return the record appended to ``results/probes/NAME.json``.
+
+    :raises FileNotFoundError: the run has no checkpoint in ``out`` or ``stash`` (the message says how to start it).
+    """
+    preset_name, _, limit = parse_run_name(name)
+    preset = PRESETS[preset_name]
+    folders = [Path(out) / name, Path(stash) / name]
+    folder = next((f for f in folders if (f / "checkpoint.pt").exists()), None)
+    if folder is None:
+        raise FileNotFoundError(f"no checkpoint of {name} in {' or '.join(map(str, folders))}: start the run with "
+                                f"python benchmarks/reproduce.py {preset_name} --compile --resume")
+    path = folder / "best.pt" if (folder / "best.pt").exists() else folder / "checkpoint.pt"
+    state = load_checkpoint(path)
+    train, validation = training_data(preset, seed, limit)
+    held, split = (validation, "validation") if validation is not None else (train, "training")
+    held = held.subset(slice(0, min(images, len(held))))
+    torch.manual_seed(seed)
+    model = preset.build(train)
+    load_params(path, model.model, model.guide, held.batch(torch.arange(min(len(held), 8))), num_data=len(train))
+    sites = getattr(model, "latent_sites", ("z",))
+    ks = sorted({k for k in (1, preset.particles, samples) if samples % k == 0})  # the ELBO, the trained bound, K
+    score = evaluate(model.model, model.guide, held, num_samples=samples, ks=ks,
+                     latent_site=sites[-1], compile=compile, progress=progress)
+    record = {
+        "run": name,
+        "epoch": state["epoch"],
+        "parameters": path.name,
+        "split": split,
+        "images": score.num_data,
+        "num_samples": samples,
+        "log_px": score.log_px,
+        "log_px_se": score.log_px_se,
+        "elbo": score.elbo,
+        "iwae_curve": {str(k): v for k, v in score.iwae_curve.items()},
+        "active_units_by_site": score.active_units_by_site,
+        "seconds": score.seconds,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": command,
+        "commit": git_commit(),
+    }
+    if "metrics" in state and state["metrics"]:  # a checkpoint: the training bound of its last epoch, to compare
+        record["train_loss"] = state["metrics"][-1]["train_loss"]
+    if "value" in state:  # best.pt: the validation bound early stopping kept it for
+        record["best_validation_bound"] = state["value"]
+    history_path = Path(results) / "probes" / f"{name}.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else []
+    history_path.parent.mkdir(parents=True, exist_ok=True)
+    history_path.write_text(json.dumps(history + [record], indent=2) + "\n")
+    return record
+
+
+def describe(record: dict) -> str:
+    """One line: the run, its epoch, what was scored and the estimates, in nats per image."""
+    bounds = ", ".join(f"IWAE-{k} {v:.2f}" for k, v in record["iwae_curve"].items() if int(k) not in (1, record["num_samples"]))
+    return (f"{record['run']} at epoch {record['epoch']} ({record['parameters']}), {record['images']} {record['split']} "
+            f"images, K = {record['num_samples']}: log p(x) {record['log_px']:.2f} ± {record['log_px_se']:.2f}"
+            + (f", {bounds}" if bounds else "") + f", ELBO {record['elbo']:.2f} ({record['seconds']:.0f} s)")
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="a reproduction run's name: PRESET or PRESET-eEPOCHS (reproduce.py's folders)")
+    parser.add_argument("--images", type=int, default=1000, help="how many held-out images to score")
+    parser.add_argument("--samples", type=int, default=5000, help="K, the importance samples per image")
+    parser.add_argument("--out", default="runs/reproduce", help="where reproduce.py keeps its run folders")
+    parser.add_argument("--stash", default=str(HERE / "stash"), help="where a run folder is looked for next")
+    parser.add_argument("--results", default=str(HERE / "results"), help="the probe history goes to RESULTS/probes/")
+    parser.add_argument("--compile", action="store_true", help="compile the importance-weight passes")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    record = probe(args.run, images=args.images, samples=args.samples, out=args.out, stash=args.stash,
+                   results=args.results, compile=args.compile, progress=not args.no_progress,
+                   command=command_line("probe.py", argv))
+    print(describe(record))
+    return record
+
+
+if __name__ == "__main__":
+    main()

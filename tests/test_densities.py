@@ -1,5 +1,7 @@
 """Every prior and every likelihood is a normalized density (or mass function)."""
 
+import math
+
 import pytest
 import torch
 
@@ -47,6 +49,58 @@ def test_prior_integrates_to_one(name, float64):
     if name != "standard_normal":
         standard = make_prior("standard_normal", z_dim=2, x_shape=x_shape).double()()
         assert not torch.allclose(p.log_prob(zz[:50]), standard.log_prob(zz[:50]))
+
+
+def _generic_mixture(components):
+    """Pyro's mixture of the same components: the reference for the VampPrior's matrix-product density."""
+    import pyro.distributions as dist
+
+    return dist.MixtureSameFamily(dist.Categorical(logits=torch.zeros(components.batch_shape)), components)
+
+
+def test_a_mixture_of_diagonal_gaussians_is_pyros_mixture_in_value_and_gradient():
+    """Points on top of tight components (s down to 1e-3: the expanded square cancels terms of 10^6)
+    and far from all of them, in float32 as training runs, against Pyro's mixture in float64."""
+    import pyro.distributions as dist
+    from pyro_vae.priors import _DiagonalNormalMixture
+
+    g = torch.Generator().manual_seed(0)
+    num_components, z_dim = 30, 6
+    loc = (2 * torch.randn(num_components, z_dim, generator=g)).requires_grad_()
+    scale = (10 ** (-3 + 3.5 * torch.rand(num_components, z_dim, generator=g))).requires_grad_()
+    near = loc.detach()[:8] + scale.detach()[:8] * torch.randn(8, z_dim, generator=g)
+    z = torch.cat([near, 6 * torch.randn(4, z_dim, generator=g)]).reshape(3, 4, z_dim).requires_grad_()
+    fast = _DiagonalNormalMixture(dist.Categorical(logits=torch.zeros(num_components)),
+                                  dist.Normal(loc, scale).to_event(1)).log_prob(z)
+    exact = _generic_mixture(dist.Normal(loc.double(), scale.double()).to_event(1)).log_prob(z.double())
+    assert fast.dtype == torch.float32 and fast.shape == (3, 4)
+    assert torch.allclose(fast.double(), exact, rtol=1e-6, atol=1e-4), (fast, exact)
+    assert exact.max() > 5 and exact.min() < -1e4  # the test covers sharp peaks and the far tails
+    for a, b in zip(torch.autograd.grad(fast.sum(), (z, loc, scale)), torch.autograd.grad(exact.sum(), (z, loc, scale))):
+        assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-6 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("guide", ["diagonal", "low_rank", "full", "iaf"])
+def test_the_vamp_prior_is_the_mixture_of_its_pseudo_inputs_posteriors(guide):
+    """Whichever guide family defines it (the diagonal one takes the matrix-product density)."""
+    from pyro_vae.guides import make_guide
+    from pyro_vae.priors import _DiagonalNormalMixture
+
+    x_shape = (1, 4, 4)
+    prior = make_prior("vamp", z_dim=3, x_shape=x_shape)
+    _perturb(prior)
+    encoder = MLPEncoder(x_shape, hidden=(8,))
+    head = make_guide(guide, feature_dim=8, z_dim=3)
+    _perturb(head)
+    posterior = lambda x: head(encoder(x))  # noqa: E731
+    p = prior(posterior)
+    assert isinstance(p, _DiagonalNormalMixture) == (guide == "diagonal")
+    z = torch.randn(7, 2, 3, generator=torch.Generator().manual_seed(0))
+    num_components = prior.pseudo_inputs.shape[0]
+    components = posterior(prior.pseudo_inputs.clamp(0.0, 1.0))  # the definition: log (1/K) sum_k q(z | u_k)
+    reference = torch.logsumexp(components.log_prob(z.unsqueeze(-2).expand(7, 2, num_components, 3)), -1)
+    assert torch.allclose(p.log_prob(z), reference - math.log(num_components), atol=1e-5)
+    assert torch.allclose(p.expand((7, 2)).log_prob(z), reference - math.log(num_components), atol=1e-5)  # a plate's
 
 
 def _params(likelihood, batch=5):

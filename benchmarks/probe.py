@@ -74,10 +74,17 @@ def probe(name: str, *, images: int = 1000, samples: int = 5000, out: str | Path
         "command": command,
         "commit": git_commit(),
     }
-    if "metrics" in state and state["metrics"]:  # a checkpoint: the training bound of its last epoch, to compare
-        record["train_loss"] = state["metrics"][-1]["train_loss"]
-    if "value" in state:  # best.pt: the validation bound early stopping kept it for
+    # the slack of the trained bound (ELBO or IWAE-k) on the same images: paired, so its error is small
+    slack = score.per_datum["log_px"] - score.per_datum[preset.particles]
+    record.update(bound=preset.bound, slack=slack.mean().item(), slack_se=(slack.std() / len(slack) ** 0.5).item())
+    if "value" in state:  # best.pt: the validation ELBO over every held-out image, for which it was kept
         record["best_validation_bound"] = state["value"]
+        record["estimate"] = {"of": f"validation log p(x), all {len(validation)} images: best.pt's validation "
+                                    f"{preset.bound} + the slack", "value": state["value"] + record["slack"]}
+    elif state.get("metrics"):  # a checkpoint: the training bound of its last epoch (a mean over its steps)
+        record["train_loss"] = state["metrics"][-1]["train_loss"]
+        record["estimate"] = {"of": f"training log p(x): the last epoch's training {preset.bound} + the slack",
+                              "value": -record["train_loss"] + record["slack"]}
     history_path = Path(results) / "probes" / f"{name}.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else []
     history_path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +97,9 @@ def describe(record: dict) -> str:
     bounds = ", ".join(f"IWAE-{k} {v:.2f}" for k, v in record["iwae_curve"].items() if int(k) not in (1, record["num_samples"]))
     return (f"{record['run']} at epoch {record['epoch']} ({record['parameters']}), {record['images']} {record['split']} "
             f"images, K = {record['num_samples']}: log p(x) {record['log_px']:.2f} ± {record['log_px_se']:.2f}"
-            + (f", {bounds}" if bounds else "") + f", ELBO {record['elbo']:.2f} ({record['seconds']:.0f} s)")
+            + (f", {bounds}" if bounds else "") + f", ELBO {record['elbo']:.2f} ({record['seconds']:.0f} s); "
+            f"log p(x) - {record['bound']} = {record['slack']:.2f} ± {record['slack_se']:.2f}"
+            + (f"; {record['estimate']['of']}: {record['estimate']['value']:.2f}" if "estimate" in record else ""))
 
 
 def main(argv=None) -> dict:

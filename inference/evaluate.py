@@ -33,6 +33,10 @@ class Evaluation:
     :ivar iwae_curve: k -> the k-sample bound IWAE_k (k dividing ``num_samples``).
     :ivar latent_variance: per latent dimension, Cov_x(E_q[z_u | x]).
     :ivar active_units: how many dimensions have ``latent_variance > 0.01``.
+    :ivar per_datum: ``"log_px"``, ``"elbo"`` and each k of the curve -> the datum-by-datum
+        values (1-D, float64, in the data set's order), whose means are the fields above: for
+        paired comparisons (two models, or two bounds, on the same data), whose standard error
+        is far smaller than that of each mean.
     :ivar active_units_by_site: the same count for every latent site of the guide
         (a hierarchical model's layers: Burda et al. report them per layer). For a
         layer whose guide depends on draws of the layers below, E_q[z_u | x] is the
@@ -55,6 +59,7 @@ class Evaluation:
     kl_per_dim: list[float] | None = None
     mutual_information: float | None = None
     active_units_by_site: dict[str, int] = field(default_factory=dict)
+    per_datum: dict[str | int, torch.Tensor] = field(default_factory=dict, repr=False)
     extra: dict = field(default_factory=dict)
 
 
@@ -150,6 +155,7 @@ def evaluate(
         kl_per_dim=kl_per_dimension(model, guide, *sample, site=latent_site, max_plate_nesting=max_plate_nesting),
         mutual_information=mutual_information(guide, *sample, site=latent_site),
         active_units_by_site={site: sum(v > 0.01 for v in var) for site, var in variances.items()},
+        per_datum={key: per_datum[key] for key in ("log_px", "elbo", *ks)},
     )
 
 

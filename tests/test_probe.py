@@ -34,6 +34,9 @@ def test_a_probe_scores_held_out_images_and_never_loads_the_test_set(preset, spl
     # per image, the K-sample estimate bounds the mean of its groups' k-sample bounds, which bound the ELBO (Jensen)
     assert first["log_px"] >= curve[k] >= curve["1"] == first["elbo"]
     assert first["log_px"] > first["elbo"] + 0.1 and first["log_px_se"] > 0
+    assert first["slack"] == pytest.approx(first["log_px"] - curve[k]) and first["slack"] >= 0 <= first["slack_se"]
+    base = first["best_validation_bound"] if split == "validation" else -first["train_loss"]  # the bound on all images
+    assert first["estimate"]["value"] == pytest.approx(base + first["slack"])
     second = probe.main([name, "--images", "6", "--samples", "10", "--out", str(runs), "--results", str(results),
                          "--no-progress"])
     history = json.loads((results / "probes" / f"{name}.json").read_text())

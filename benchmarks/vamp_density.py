@@ -4,38 +4,60 @@ A K = 5000 importance-sampled log p(x) evaluates log p(z) of 5000 draws per imag
 500 diagonal Gaussians (vamp-1l). Pyro's ``MixtureSameFamily`` computes every (draw, component,
 dimension) term, a 10^8-number tensor per image; ``pyro_vae.priors._DiagonalNormalMixture`` does the
 same sum as one matrix product. This script scores the same images with the same draws (one seed)
-both ways, side by side, and prints the seconds of each and the largest difference in log p(x).
+both ways, side by side, and prints the seconds of each and the difference in log p(x); with
+``--train-steps`` also the compiled training step of each (batch 100), in alternating rounds.
 
-    python benchmarks/vamp_density.py [--images 8] [--params benchmarks/stash/vamp-1l/best.pt]
+    python benchmarks/vamp_density.py [--images 8] [--params benchmarks/stash/vamp-1l/best.pt] [--train-steps 200]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyro
 import torch
 
 import pyro_vae.priors
-from inference import evaluate, load_params
+from inference import evaluate, fit, load_params
 from reproduce import PRESETS, training_data
 
 HERE = Path(__file__).resolve().parent
 
 
-def score(model, x, generic: bool, samples: int, seed: int = 0):
-    """``evaluate``'s per-image log p(x) and its seconds, with the prior's generic mixture or not."""
+@contextmanager
+def density(generic: bool):
+    """The VampPrior's density inside: Pyro's generic mixture, or (the default) the matrix product."""
     fast = pyro_vae.priors._is_diagonal_normal
     if generic:
         pyro_vae.priors._is_diagonal_normal = lambda d: False
     try:
+        yield
+    finally:
+        pyro_vae.priors._is_diagonal_normal = fast
+
+
+def score(model, x, generic: bool, samples: int, seed: int = 0):
+    """``evaluate``'s per-image log p(x) and its seconds, with the prior's generic mixture or not."""
+    with density(generic):
         torch.manual_seed(seed)
         started = time.perf_counter()
         result = evaluate(model.model, model.guide, x, num_samples=samples, ks=(1, samples), progress=False)
         return result, time.perf_counter() - started
-    finally:
-        pyro_vae.priors._is_diagonal_normal = fast
+
+
+def step_seconds(train, generic: bool, steps: int) -> float:
+    """Seconds a compiled training step of vamp-1l (batch 100) takes, compile time left out."""
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    preset = PRESETS["vamp-1l"]
+    model = preset.build(train)
+    with density(generic):
+        result = fit(model.model, model.guide, train, batch_size=preset.batch_size, lr=preset.lr, eps=preset.eps,
+                     max_steps=steps, compile=True, progress=False)
+    return (result.train_seconds - result.compile_seconds) / steps
 
 
 def main(argv=None) -> dict:
@@ -44,6 +66,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--params", default=str(HERE / "stash" / "vamp-1l" / "best.pt"),
                         help="trained parameters (a run's best.pt); the preset's initial ones where the file is missing")
+    parser.add_argument("--train-steps", type=int, default=0,
+                        help="also time this many compiled training steps with each density, in alternating rounds")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args(argv)
     preset = PRESETS["vamp-1l"]
     train, validation = training_data(preset)
@@ -63,6 +88,15 @@ def main(argv=None) -> dict:
     print(f"{args.images} images x K = {args.samples} ({'trained' if trained else 'initial'} parameters): generic "
           f"mixture {generic_seconds:.1f} s, matrix product {fast_seconds:.1f} s ({row['speed_up']:.0f}x); "
           f"log p(x) {fast.log_px:.4f}, differing by {row['log_px_difference']:.1e} (ELBO by {row['elbo_difference']:.1e})")
+    if args.train_steps:
+        paces = {"generic": [], "matrix_product": []}
+        for _ in range(args.rounds):
+            for name in paces:
+                paces[name].append(step_seconds(train, name == "generic", args.train_steps))
+        row.update({f"{name}_step_ms": 1000 * min(p) for name, p in paces.items()})
+        print(f"compiled training step (batch {PRESETS['vamp-1l'].batch_size}, best of {args.rounds} rounds of "
+              f"{args.train_steps}): generic mixture {row['generic_step_ms']:.1f} ms, matrix product "
+              f"{row['matrix_product_step_ms']:.1f} ms ({row['generic_step_ms'] / row['matrix_product_step_ms']:.2f}x)")
     return row
 
 

@@ -148,7 +148,8 @@ class VampPrior(Prior):
             raise ValueError("VampPrior is defined through q(z|x): call it as prior(posterior), e.g. inside VAE.model")
         components = posterior(F.hardtanh(self.pseudo_inputs, 0.0, 1.0))
         logits = torch.zeros(components.batch_shape, device=self.pseudo_inputs.device)
-        mixture = _DiagonalNormalMixture if _is_diagonal_normal(components) else _BroadcastMixture
+        fast = _is_diagonal_normal(components) and self.pseudo_inputs.device.type != "mps"  # MPS has no float64
+        mixture = _DiagonalNormalMixture if fast else _BroadcastMixture
         return mixture(dist.Categorical(logits=logits), components)
 
 

@@ -2,7 +2,7 @@
 # Every CUDA check and GPU benchmark of the project, in one call on a lent GPU machine (at most 9 minutes,
 # each step under its own time limit): the CUDA-marked tests, the SVI throughput on cuda (hand loop eager and
 # compiled, Pyro, fit eager and compiled; batch 128 and 512, and IWAE with K = 5), fit under torchrun with
-# NCCL, and one epoch of the two GPU-sized reproduction presets (burda-2l-iwae50, vamp-1l) on 20 000 images,
+# NCCL, the VampPrior's density against Pyro's mixture, and one epoch of the two GPU-sized reproduction presets (burda-2l-iwae50, vamp-1l) on 20 000 images,
 # whose epoch times say how long the full runs take. Figures go to BENCHMARKS.md with the card's name.
 #   here:  bash benchmarks/device_prepare.sh            (wheels and MNIST into .device/)
 #   there: bash benchmarks/device_check.sh              (the device tool's run, carrying .device)
@@ -31,13 +31,15 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $out/NAM
 }
 step gpu 30 python3 -c "import torch, pyro; print(torch.cuda.get_device_name(), 'torch', torch.__version__,
     'cuda', torch.version.cuda, 'pyro', pyro.__version__)"
-step cuda_tests 120 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_compiled.py
+step cuda_tests 100 python3 -m pytest -q -m cuda -p no:cacheprovider tests/test_compiled.py tests/test_densities.py
 loops=torch_compiled,pyro_bare,fit,fit_compiled
-step throughput_128 100 python3 benchmarks/svi_throughput.py --device cuda --steps 300 --rounds 3 --only $loops
+step throughput_128 80 python3 benchmarks/svi_throughput.py --device cuda --steps 300 --rounds 3 --only $loops
 step throughput_512 60 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --batch-size 512 --only $loops
 step throughput_iwae5 60 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --particles 5 --only $loops
 # DDP on one GPU: torchrun with one rank (NCCL) against a plain process, same per-rank batch
 step ddp_1gpu 50 python3 benchmarks/ddp_scaling.py --device cuda --processes 1 --steps 300 --warmup 30 --rounds 2
+# the VampPrior's matrix-product density (float64) against Pyro's mixture on cuda: equal log p(x), and the speed
+step vamp_density 40 python3 benchmarks/vamp_density.py --device cuda --images 64 --train-steps 100 --rounds 1
 # the GPU-sized presets, one short epoch each (their full runs: the same command without --epochs/--limit,
 # with --compile --resume); result files with the epoch's train_seconds land in $out/results
 for preset in burda-2l-iwae50 vamp-1l; do

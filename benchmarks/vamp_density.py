@@ -7,7 +7,7 @@ same sum as one matrix product. This script scores the same images with the same
 both ways, side by side, and prints the seconds of each and the difference in log p(x); with
 ``--train-steps`` also the compiled training step of each (batch 100), in alternating rounds.
 
-    python benchmarks/vamp_density.py [--images 8] [--params benchmarks/stash/vamp-1l/best.pt] [--train-steps 200]
+    python benchmarks/vamp_density.py [--images 8] [--params benchmarks/stash/vamp-1l/best.pt] [--train-steps 200] [--device cuda]
 """
 
 from __future__ import annotations
@@ -39,24 +39,25 @@ def density(generic: bool):
         pyro_vae.priors._is_diagonal_normal = fast
 
 
-def score(model, x, generic: bool, samples: int, seed: int = 0):
+def score(model, x, generic: bool, samples: int, seed: int = 0, device: str = "cpu"):
     """``evaluate``'s per-image log p(x) and its seconds, with the prior's generic mixture or not."""
     with density(generic):
         torch.manual_seed(seed)
         started = time.perf_counter()
-        result = evaluate(model.model, model.guide, x, num_samples=samples, ks=(1, samples), progress=False)
+        result = evaluate(model.model, model.guide, x, num_samples=samples, ks=(1, samples), progress=False,
+                          device=device)
         return result, time.perf_counter() - started
 
 
-def step_seconds(train, generic: bool, steps: int) -> float:
+def step_seconds(train, generic: bool, steps: int, device: str = "cpu") -> float:
     """Seconds a compiled training step of vamp-1l (batch 100) takes, compile time left out."""
     pyro.clear_param_store()
     torch.manual_seed(0)
     preset = PRESETS["vamp-1l"]
-    model = preset.build(train)
+    model = preset.build(train).to(device)
     with density(generic):
         result = fit(model.model, model.guide, train, batch_size=preset.batch_size, lr=preset.lr, eps=preset.eps,
-                     max_steps=steps, compile=True, progress=False)
+                     max_steps=steps, compile=True, progress=False, device=device)
     return (result.train_seconds - result.compile_seconds) / steps
 
 
@@ -69,30 +70,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--train-steps", type=int, default=0,
                         help="also time this many compiled training steps with each density, in alternating rounds")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     preset = PRESETS["vamp-1l"]
     train, validation = training_data(preset)
-    x = validation.batch(torch.arange(args.images))  # one binarization for both
+    x = validation.batch(torch.arange(args.images)).to(args.device)  # one binarization for both
     torch.manual_seed(0)
-    model = preset.build(train)
+    model = preset.build(train).to(args.device)
     trained = Path(args.params).exists()
     if trained:
         load_params(args.params, model.model, model.guide, x, num_data=len(train))
-    generic, generic_seconds = score(model, x, generic=True, samples=args.samples)
-    fast, fast_seconds = score(model, x, generic=False, samples=args.samples)
+    generic, generic_seconds = score(model, x, generic=True, samples=args.samples, device=args.device)
+    fast, fast_seconds = score(model, x, generic=False, samples=args.samples, device=args.device)
     row = {"images": args.images, "samples": args.samples, "trained": trained,
            "generic_seconds": generic_seconds, "matrix_product_seconds": fast_seconds,
            "speed_up": generic_seconds / fast_seconds,
            "log_px": fast.log_px, "log_px_difference": abs(fast.log_px - generic.log_px),
            "elbo_difference": abs(fast.elbo - generic.elbo)}
-    print(f"{args.images} images x K = {args.samples} ({'trained' if trained else 'initial'} parameters): generic "
+    print(f"{args.images} images x K = {args.samples} on {args.device} ({'trained' if trained else 'initial'} parameters): generic "
           f"mixture {generic_seconds:.1f} s, matrix product {fast_seconds:.1f} s ({row['speed_up']:.0f}x); "
           f"log p(x) {fast.log_px:.4f}, differing by {row['log_px_difference']:.1e} (ELBO by {row['elbo_difference']:.1e})")
     if args.train_steps:
         paces = {"generic": [], "matrix_product": []}
         for _ in range(args.rounds):
             for name in paces:
-                paces[name].append(step_seconds(train, name == "generic", args.train_steps))
+                paces[name].append(step_seconds(train, name == "generic", args.train_steps, args.device))
         row.update({f"{name}_step_ms": 1000 * min(p) for name, p in paces.items()})
         print(f"compiled training step (batch {PRESETS['vamp-1l'].batch_size}, best of {args.rounds} rounds of "
               f"{args.train_steps}): generic mixture {row['generic_step_ms']:.1f} ms, matrix product "

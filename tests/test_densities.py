@@ -55,10 +55,16 @@ def _generic_mixture(components):
     """Pyro's mixture of the same components: the reference for the VampPrior's matrix-product density."""
     import pyro.distributions as dist
 
-    return dist.MixtureSameFamily(dist.Categorical(logits=torch.zeros(components.batch_shape)), components)
+    logits = torch.zeros(components.batch_shape, device=components.mean.device)
+    return dist.MixtureSameFamily(dist.Categorical(logits=logits), components)
 
 
-def test_a_mixture_of_diagonal_gaussians_is_pyros_mixture_in_value_and_gradient():
+CUDA = pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/device_check.sh runs these on one)")])
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_a_mixture_of_diagonal_gaussians_is_pyros_mixture_in_value_and_gradient(device):
     """Points on top of tight components (s down to 1e-3: the expanded square cancels terms of 10^6)
     and far from all of them, in float32 as training runs, against Pyro's mixture in float64."""
     import pyro.distributions as dist
@@ -66,11 +72,12 @@ def test_a_mixture_of_diagonal_gaussians_is_pyros_mixture_in_value_and_gradient(
 
     g = torch.Generator().manual_seed(0)
     num_components, z_dim = 30, 6
-    loc = (2 * torch.randn(num_components, z_dim, generator=g)).requires_grad_()
-    scale = (10 ** (-3 + 3.5 * torch.rand(num_components, z_dim, generator=g))).requires_grad_()
-    near = loc.detach()[:8] + scale.detach()[:8] * torch.randn(8, z_dim, generator=g)
-    z = torch.cat([near, 6 * torch.randn(4, z_dim, generator=g)]).reshape(3, 4, z_dim).requires_grad_()
-    fast = _DiagonalNormalMixture(dist.Categorical(logits=torch.zeros(num_components)),
+    loc = (2 * torch.randn(num_components, z_dim, generator=g)).to(device).requires_grad_()
+    scale = (10 ** (-3 + 3.5 * torch.rand(num_components, z_dim, generator=g))).to(device).requires_grad_()
+    near = loc.detach()[:8] + scale.detach()[:8] * torch.randn(8, z_dim, generator=g).to(device)
+    far = 6 * torch.randn(4, z_dim, generator=g).to(device)
+    z = torch.cat([near, far]).reshape(3, 4, z_dim).requires_grad_()
+    fast = _DiagonalNormalMixture(dist.Categorical(logits=torch.zeros(num_components, device=device)),
                                   dist.Normal(loc, scale).to_event(1)).log_prob(z)
     exact = _generic_mixture(dist.Normal(loc.double(), scale.double()).to_event(1)).log_prob(z.double())
     assert fast.dtype == torch.float32 and fast.shape == (3, 4)

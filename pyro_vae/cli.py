@@ -214,7 +214,9 @@ def _summary(vae, test, config: RunConfig, num_samples: int, device, progress: b
     result = evaluate(vae.model, vae.guide, test, num_samples=num_samples, ks=ks, device=device, progress=progress,
                       compile=compile, latent_site=_sites(vae)[-1])
     extra = {"test_error": vae.error_rate(test.data)} if config.model == "m2" else {}  # the classifier's
-    return {"test_images": result.num_data, **dataclasses.asdict(result), **extra}
+    scores = dataclasses.asdict(result)
+    del scores["per_datum"]  # thousands of numbers, for paired comparisons in Python, not for a summary
+    return {"test_images": result.num_data, **scores, **extra}
 
 
 def _write_summary(run_dir: Path, summary: dict) -> None:

@@ -2,8 +2,9 @@
 # Every CUDA check and GPU benchmark of the project, in one call on a lent GPU machine (at most 9 minutes,
 # each step under its own time limit): the CUDA-marked tests, the SVI throughput on cuda (hand loop eager and
 # compiled, Pyro, fit eager and compiled; batch 128 and 512, and IWAE with K = 5), fit under torchrun with
-# NCCL, the VampPrior's density against Pyro's mixture, and one epoch of the two GPU-sized reproduction presets (burda-2l-iwae50, vamp-1l) on 20 000 images,
-# whose epoch times say how long the full runs take. Figures go to BENCHMARKS.md with the card's name.
+# NCCL, the VampPrior's density against Pyro's mixture, and one epoch of the two GPU-sized reproduction
+# presets (burda-2l-iwae50, vamp-1l) on 20 000 images, whose epoch times say how long the full runs take.
+# Figures go to BENCHMARKS.md with the card's name.
 #   here:  bash benchmarks/device_prepare.sh            (wheels and MNIST into .device/)
 #   there: bash benchmarks/device_check.sh              (the device tool's run, carrying .device)
 # It writes its logs under $OUT (the device tool brings that folder back), else under /tmp/device-check.

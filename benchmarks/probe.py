@@ -94,9 +94,11 @@ def probe(name: str, *, images: int = 1000, samples: int = 5000, out: str | Path
 
 def describe(record: dict) -> str:
     """One line: the run, its epoch, what was scored and the estimates, in nats per image."""
-    bounds = ", ".join(f"IWAE-{k} {v:.2f}" for k, v in record["iwae_curve"].items() if int(k) not in (1, record["num_samples"]))
-    return (f"{record['run']} at epoch {record['epoch']} ({record['parameters']}), {record['images']} {record['split']} "
-            f"images, K = {record['num_samples']}: log p(x) {record['log_px']:.2f} ± {record['log_px_se']:.2f}"
+    bounds = ", ".join(f"IWAE-{k} {v:.2f}" for k, v in record["iwae_curve"].items()
+                       if int(k) not in (1, record["num_samples"]))
+    return (f"{record['run']} at epoch {record['epoch']} ({record['parameters']}), {record['images']} "
+            f"{record['split']} images, K = {record['num_samples']}: log p(x) {record['log_px']:.2f} ± "
+            f"{record['log_px_se']:.2f}"
             + (f", {bounds}" if bounds else "") + f", ELBO {record['elbo']:.2f} ({record['seconds']:.0f} s); "
             f"log p(x) - {record['bound']} = {record['slack']:.2f} ± {record['slack_se']:.2f}"
             + (f"; {record['estimate']['of']}: {record['estimate']['value']:.2f}" if "estimate" in record else ""))

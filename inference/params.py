@@ -19,17 +19,28 @@ from pyro import poutine
 from inference.checkpoint import CheckpointError, load_checkpoint
 
 
+def traced_params(trace) -> dict[str, torch.Tensor]:
+    """The unconstrained parameters that a ``poutine.trace(param_only=True)`` recorded, sorted by name.
+
+    :raises ValueError: there are none.
+    """
+    params = {name: site["value"].unconstrained() for name, site in trace.nodes.items()}
+    if not params:
+        raise ValueError("the model and guide have no parameters: register them with pyro.param or pyro.module")
+    return dict(sorted(params.items()))
+
+
 def restore_params(params: dict[str, torch.Tensor], saved: dict[str, torch.Tensor], path: Path) -> None:
     """Copy ``saved`` into the unconstrained tensors ``params`` (same names, same shapes), in place.
 
     :raises CheckpointError: the names or shapes differ; nothing is copied.
     """
-    if set(params) != set(saved) or any(params[k].shape != saved[k].shape for k in params):
-        missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
-        shapes = [k for k in set(params) & set(saved) if params[k].shape != saved[k].shape]
+    missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
+    shapes = sorted(k for k in set(params) & set(saved) if params[k].shape != saved[k].shape)
+    if missing or extra or shapes:
         raise CheckpointError(
             f"{path} holds other parameters than this model (missing {missing[:3]}, unexpected {extra[:3]}, "
-            f"other shapes {sorted(shapes)[:3]}); use the model that made it, built with the same sizes"
+            f"other shapes {shapes[:3]}); use the model that made it, built with the same sizes"
         )
     with torch.no_grad():
         for name, p in params.items():
@@ -48,6 +59,7 @@ def load_params(path: str | Path, model, guide, *args, **kwargs) -> dict[str, to
     :returns: the restored unconstrained parameters by name.
     :raises CheckpointError: the file is not a checkpoint of parameters, or its
         parameters are not this model's (other names or shapes).
+    :raises ValueError: the model and guide register no parameters.
 
     >>> import tempfile, torch, pyro, pyro.distributions as dist
     >>> from inference import fit
@@ -73,9 +85,7 @@ def load_params(path: str | Path, model, guide, *args, **kwargs) -> dict[str, to
     with torch.no_grad(), poutine.trace(param_only=True) as capture:
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         poutine.replay(model, trace=guide_trace)(*args, **kwargs)
-    params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
-    if not params:
-        raise ValueError("the model and guide register no parameters: they use pyro.param or pyro.module to have any")
+    params = traced_params(capture.trace)
     restore_params(params, state["params"], path)
     return params
 

@@ -41,7 +41,7 @@ from inference.estimators import ESTIMATORS, NO_GRADIENT, EstimatorName, backwar
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
 from inference.options import choose
-from inference.params import restore_params
+from inference.params import restore_params, traced_params
 from inference.lr_schedules import LR_SCHEDULES
 from inference.run_lock import hold_run_dir
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
@@ -220,12 +220,10 @@ def _discover_params(elbo, model, guide, args, kwargs, has_loss) -> dict[str, to
         loss = backward(elbo, model, guide, *args, **kwargs)
     if has_loss and not torch.isfinite(loss):
         raise NonFiniteError(f"the loss is {loss.item()} before any training step: check the data and the initialization")
-    params = {name: site["value"].unconstrained() for name, site in capture.trace.nodes.items()}
-    if not params:
-        raise ValueError("the model and guide have no parameters: register them with pyro.param or pyro.module")
+    params = traced_params(capture.trace)
     if all(p.grad is None for p in params.values()):  # estimators without differentiable_loss skip backward silently
         raise ValueError(NO_GRADIENT)
-    return dict(sorted(params.items()))
+    return params
 
 
 def _check_arguments(model, args, kwargs) -> None:

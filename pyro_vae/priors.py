@@ -100,23 +100,22 @@ class _DiagonalNormalMixture(_BroadcastMixture):
     (tests/test_densities.py checks values and gradients against it).
     """
 
-    def _table(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The components' means and scales, ``(K, D)`` each, shared by every batch element: a plate's
-        ``expand`` broadcasts the components, and the expanded copy keeps this table."""
-        if "_shared" not in self.__dict__:
-            normal = self.component_distribution.base_dist
-            self._shared = torch.broadcast_tensors(normal.loc, normal.scale)
-        return self._shared
+    def __init__(self, mixture_distribution, component_distribution, validate_args=None) -> None:
+        super().__init__(mixture_distribution, component_distribution, validate_args=validate_args)
+        normal = component_distribution.base_dist
+        # the components' means and scales, (K, D) each, shared by every batch element: a plate's expand
+        # broadcasts the components over the batch, and the expanded copy keeps these
+        self._loc, self._scale = torch.broadcast_tensors(normal.loc, normal.scale)
 
     def expand(self, batch_shape, _instance=None):
-        new = super().expand(batch_shape, _instance)
-        new._shared = self._table()
-        return new
+        new = self._get_checked_instance(_DiagonalNormalMixture, _instance)
+        new._loc, new._scale = self._loc, self._scale
+        return super().expand(batch_shape, _instance=new)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        loc, scale = (t.double() for t in self._table())  # (K, D)
+        loc, scale = self._loc.double(), self._scale.double()
         precision = scale.pow(-2)
         z = value.double()
         squares = (z * z) @ precision.T - 2 * z @ (loc * precision).T + (loc * loc * precision).sum(-1)

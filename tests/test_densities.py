@@ -83,7 +83,8 @@ def test_a_mixture_of_diagonal_gaussians_is_pyros_mixture_in_value_and_gradient(
     assert fast.dtype == torch.float32 and fast.shape == (3, 4)
     assert torch.allclose(fast.double(), exact, rtol=1e-6, atol=1e-4), (fast, exact)
     assert exact.max() > 5 and exact.min() < -1e4  # the test covers sharp peaks and the far tails
-    for a, b in zip(torch.autograd.grad(fast.sum(), (z, loc, scale)), torch.autograd.grad(exact.sum(), (z, loc, scale))):
+    leaves = (z, loc, scale)
+    for a, b in zip(torch.autograd.grad(fast.sum(), leaves), torch.autograd.grad(exact.sum(), leaves)):
         assert torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-6 * b.abs().max().item())
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,13 +48,17 @@ def probe(name: str, *, images: int = 1000, samples: int = 5000, out: str | Path
         raise FileNotFoundError(f"no checkpoint of {name} in {' or '.join(map(str, folders))}: start the run with "
                                 f"python benchmarks/reproduce.py {preset_name} --compile --resume")
     path = folder / "best.pt" if (folder / "best.pt").exists() else folder / "checkpoint.pt"
-    state = load_checkpoint(path)
     train, validation = training_data(preset, seed, limit)
     held, split = (validation, "validation") if validation is not None else (train, "training")
     held = held.subset(slice(0, min(images, len(held))))
     torch.manual_seed(seed)
     model = preset.build(train)
-    load_params(path, model.model, model.guide, held.batch(torch.arange(min(len(held), 8))), num_data=len(train))
+    with tempfile.TemporaryDirectory(prefix=f"probe-{name}-") as snapshot:
+        # one copy read twice: the training run may replace the file between two reads of it, and the
+        # record's epoch would then not be the parameters' (fit replaces it atomically, so the copy is whole)
+        copy = Path(shutil.copy2(path, Path(snapshot) / path.name))
+        state = load_checkpoint(copy)
+        load_params(copy, model.model, model.guide, held.batch(torch.arange(min(len(held), 8))), num_data=len(train))
     sites = getattr(model, "latent_sites", ("z",))
     ks = sorted({k for k in (1, preset.particles, samples) if samples % k == 0})  # the ELBO, the trained bound, K
     score = evaluate(model.model, model.guide, held, num_samples=samples, ks=ks,

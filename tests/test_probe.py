@@ -47,3 +47,24 @@ def test_a_probe_scores_held_out_images_and_never_loads_the_test_set(preset, spl
 def test_a_run_without_a_checkpoint_is_refused_with_the_command_that_starts_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="start the run with python benchmarks/reproduce.py burda-2l-vae "):
         probe.probe("burda-2l-vae-e10", out=tmp_path / "runs", stash=tmp_path / "stash", results=tmp_path / "r")
+
+
+def test_a_probe_scores_one_snapshot_while_the_run_replaces_its_checkpoint(tmp_path, monkeypatch):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    reproduce.main(["burda-1l-vae", "--limit", "60", "--epochs", "1", "--eval-samples", "2", "--no-progress",
+                    "--out", str(runs), "--results", str(results)])
+    name = "burda-1l-vae-e1-n60"
+    checkpoint = runs / name / "checkpoint.pt"
+    epoch = reproduce.load_checkpoint(checkpoint)["epoch"]
+    read = probe.load_checkpoint
+
+    def read_then_replace(path):  # the training run writes its next checkpoint right after the probe's first read
+        state = read(path)
+        checkpoint.write_bytes(b"the next epoch's checkpoint, half written")
+        return state
+
+    monkeypatch.setattr(probe, "load_checkpoint", read_then_replace)
+    record = probe.probe(name, images=4, samples=4, out=runs, stash=tmp_path / "stash", results=results,
+                         progress=False)
+    assert record["epoch"] == epoch and record["parameters"] == "checkpoint.pt"
+    assert checkpoint.read_bytes().startswith(b"the next epoch")  # the run's own file was not touched by the probe

@@ -280,17 +280,24 @@ def curve(metrics: list[dict]) -> list[dict]:
 def figure(results: Path, path: Path) -> Path | None:
     """Each result file's learning curve (the training loss per epoch: -ELBO or -IWAE bound;
     validation -ELBO dashed) against its paper's test NLL (dotted) and, for a finished run, our test
-    NLL (a dot at its last epoch)."""
+    NLL (a dot at its last epoch). The presets' own runs come first, in strong colours; shortened and
+    set-aside runs (``PRESET-e400``, ``PRESET-lost``) follow in thin, pale lines, each its own colour."""
     records = [r for r in _records(results) if r.get("curve")]
     if not records:
         return None
+    from matplotlib import colormaps
     from matplotlib.figure import Figure
 
+    records.sort(key=lambda r: r.get("run", r["preset"]) != r["preset"])  # stable: each group keeps its order
+    pairs = colormaps["tab20"].colors  # ten hues, each strong then pale: twenty colours, none repeated
+    palette = pairs[0::2] + pairs[1::2]
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
-    for r in records:
+    for i, r in enumerate(records):
         epochs = [c["epoch"] for c in r["curve"]]
-        line, = ax.plot(epochs, [c["train_loss"] for c in r["curve"]], lw=1,
+        own = r.get("run", r["preset"]) == r["preset"]
+        line, = ax.plot(epochs, [c["train_loss"] for c in r["curve"]], lw=1.3 if own else 0.8,
+                        color=palette[i % len(palette)], alpha=1.0 if own else 0.7,
                         label=f"{r.get('run', r['preset'])} ({r['epochs']}/{r['epochs_planned']} epochs)")
         validated = [c for c in r["curve"] if "val_elbo" in c]
         if validated:

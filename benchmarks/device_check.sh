@@ -2,8 +2,8 @@
 # Every CUDA check and GPU benchmark of the project, in one call on a lent GPU machine (at most 9 minutes,
 # each step under its own time limit): the CUDA-marked tests, the SVI throughput on cuda (hand loop eager and
 # compiled, Pyro, fit eager and compiled; batch 128 and 512, and IWAE with K = 5), fit under torchrun with
-# NCCL, the VampPrior's density against Pyro's mixture, and one epoch of the two GPU-sized reproduction
-# presets (burda-2l-iwae50, vamp-1l) on 20 000 images, whose epoch times say how long the full runs take.
+# NCCL, the VampPrior's density against Pyro's mixture, the compiled step of the two k=50 reproduction presets
+# (benchmarks/preset_pace.py: the hours of their schedules on this card), and one epoch of burda-2l-iwae50.
 # Figures go to BENCHMARKS.md with the card's name.
 #   here:  bash benchmarks/device_prepare.sh            (wheels and MNIST into .device/)
 #   there: bash benchmarks/device_check.sh              (the device tool's run, carrying .device)
@@ -41,10 +41,10 @@ step throughput_iwae5 60 python3 benchmarks/svi_throughput.py --device cuda --st
 step ddp_1gpu 50 python3 benchmarks/ddp_scaling.py --device cuda --processes 1 --steps 300 --warmup 30 --rounds 2
 # the VampPrior's matrix-product density (float64) against Pyro's mixture on cuda: equal log p(x), and the speed
 step vamp_density 40 python3 benchmarks/vamp_density.py --device cuda --images 64 --train-steps 100 --rounds 1
-# the GPU-sized presets, one short epoch each (their full runs: the same command without --epochs/--limit,
-# with --compile --resume); result files with the epoch's train_seconds land in $out/results
-for preset in burda-2l-iwae50 vamp-1l; do
-    step "reproduce_$preset" 60 python3 benchmarks/reproduce.py "$preset" --device cuda --epochs 1 --limit 20000 \
-        --eval-samples 100 --no-progress --out /tmp/runs --results "$out/results"
-done
+# the GPU-sized presets: each one's compiled step on cuda and the hours of its schedule at that pace, and one
+# short epoch of burda-2l-iwae50 end to end (its full run: the same command without --epochs/--limit, with
+# --compile --resume); its result file, with the epoch's train_seconds, lands in $out/results
+step preset_pace 60 python3 benchmarks/preset_pace.py burda-1l-iwae50 burda-2l-iwae50 --device cuda --steps 100 --rounds 1
+step reproduce_burda-2l-iwae50 60 python3 benchmarks/reproduce.py burda-2l-iwae50 --device cuda --epochs 1 \
+    --limit 20000 --eval-samples 100 --no-progress --out /tmp/runs --results "$out/results"
 exit $status

@@ -42,10 +42,13 @@ meaning ``cuda:LOCAL_RANK``; Gloo on CPU) and then:
   itself. With ``checkpoint_every`` steps it loses at most that many steps, and
   it ends with the parameters of an uninterrupted run of the same world size,
   bit for bit on CPU (Gloo reduces in a fixed order); see ``tests/test_distributed.py``.
+- **Leaves the group at exit**: a group that ``fit`` created is destroyed when the
+  process exits normally, before Python shuts down (:func:`leave`).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -100,8 +103,21 @@ def join(device: str | torch.device | None) -> tuple[World, torch.device | None]
         store, rank, size = next(dist.rendezvous("env://"))
         dist.init_process_group(backend="nccl" if cuda else "gloo", store=dist.PrefixStore(f"attempt-{restarts}", store),
                                 rank=rank, world_size=size)
+        atexit.register(leave)
     world = World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local_rank, restarts=restarts)
     return world, device
+
+
+def leave() -> None:
+    """Destroy the default process group, if there is one; :func:`join` registers it to run at exit.
+
+    Left to the interpreter's shutdown, Gloo's worker threads can release tensors after Python has
+    gone, and the process aborts ("terminate called without an active exception", SIGABRT:
+    pytorch/pytorch#190489 and #179291). ``torchrun`` counts that as a failed rank, and a finished run
+    could end as a failure or spend one of its ``--max-restarts``. Call it yourself to leave earlier.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def num_steps(n: int, batch_size: int, world_size: int = 1) -> int:

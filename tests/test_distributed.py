@@ -162,3 +162,23 @@ def test_an_estimator_without_a_differentiable_loss_is_refused_with_the_choices(
     output = _run(tmp_path / "graph", "--estimator", "graph", fails=True)
     assert "estimator 'graph' has no differentiable loss" in output
     assert "choose one of trace, mean_field, iwae, renyi, tail_adaptive, stl, dreg, enum" in output
+
+
+def test_a_group_that_fit_joins_is_destroyed_at_exit_before_python_shuts_down(tmp_path):
+    """Left to the interpreter's shutdown, Gloo's threads can abort a finished rank (SIGABRT, which torchrun
+    counts as a failure): ``join`` registers ``leave`` at exit. The handler registered first runs last."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = ("import atexit, torch.distributed as dist\n"
+              "from inference.distributed import join\n"
+              "atexit.register(lambda: print('a group at exit:', dist.is_initialized()))\n"
+              "world, _ = join(None)\n"
+              "print('joined a group of', world.size, dist.is_initialized())\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["joined a group of 1 True", "a group at exit: False"]

@@ -21,12 +21,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pyro
 import torch
 
+import preset_pace  # benchmarks/preset_pace.py: a preset's step, timed
 import pyro_vae.priors
-from inference import evaluate, fit, load_params
+from inference import evaluate, load_params
 from reproduce import PRESETS, training_data
+
 
 @contextmanager
 def density(generic: bool):
@@ -52,14 +53,8 @@ def score(model, x, generic: bool, samples: int, seed: int = 0, device: str = "c
 
 def step_seconds(train, generic: bool, steps: int, device: str = "cpu") -> float:
     """Seconds a compiled training step of vamp-1l (batch 100) takes, compile time left out."""
-    pyro.clear_param_store()
-    torch.manual_seed(0)
-    preset = PRESETS["vamp-1l"]
-    model = preset.build(train).to(device)
     with density(generic):
-        result = fit(model.model, model.guide, train, batch_size=preset.batch_size, lr=preset.lr, eps=preset.eps,
-                     max_steps=steps, compile=True, progress=False, device=device)
-    return (result.train_seconds - result.compile_seconds) / steps
+        return preset_pace.step_seconds("vamp-1l", train, steps=steps, compile=True, device=device)
 
 
 def main(argv=None) -> dict:

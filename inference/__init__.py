@@ -7,7 +7,7 @@ sites sit under a ``pyro.plate("data", ...)``.
 from inference.checkpoint import CheckpointError, WriteError, load_checkpoint, save_checkpoint
 from inference.compiled import Captured, NotStaticError
 from inference.estimators import ESTIMATORS, make_elbo
-from inference.evaluate import Evaluation, evaluate, kl_per_dimension, mutual_information
+from inference.evaluate import Difference, Evaluation, evaluate, kl_per_dimension, mutual_information, paired_difference
 from inference.free_bits import with_free_bits
 from inference.graph_loss import graph_loss
 from inference.lr_schedules import LR_SCHEDULES, Cosine, Exponential, Staged, Step
@@ -42,6 +42,7 @@ __all__ = [
     "Step",
     "CheckpointError",
     "WriteError",
+    "Difference",
     "Evaluation",
     "FitConfig",
     "FitResult",
@@ -55,6 +56,7 @@ __all__ = [
     "load_params",
     "log_weights",
     "mutual_information",
+    "paired_difference",
     "save_checkpoint",
     "with_free_bits",
     "ESTIMATORS",

@@ -163,6 +163,47 @@ def _standard_error(values: torch.Tensor) -> float:
     return (values.std() / math.sqrt(len(values))).item() if len(values) > 1 else float("nan")
 
 
+@dataclass(frozen=True)
+class Difference:
+    """The mean over the same data of ``a - b``, two scores datum by datum, and its errors.
+
+    :ivar mean: mean(a) - mean(b), nats per datum.
+    :ivar se: its paired standard error, ``std(a - b) / sqrt(n)``: the one to quote when both were
+        scored on the same data, since what makes one datum hard makes it hard for both.
+    :ivar unpaired_se: ``sqrt(se(a)^2 + se(b)^2)``, what the two means' own errors give.
+    :ivar correlation: the correlation of a and b over the data, which makes the two differ.
+    """
+
+    mean: float
+    se: float
+    unpaired_se: float
+    correlation: float
+    num_data: int
+
+
+def paired_difference(a, b, key: str = "log_px") -> Difference:
+    """Compare two scores of the same data datum by datum: two models, or two bounds of one.
+
+    ``a`` and ``b`` are :class:`Evaluation` results (their ``per_datum[key]``) or 1-D tensors of
+    per-datum values, in the same order of the same data.
+
+    >>> a = torch.tensor([-80.0, -95.0, -110.0, -88.0])
+    >>> d = paired_difference(a, a - torch.tensor([1.0, 1.2, 0.8, 1.0]))
+    >>> round(d.mean, 3), round(d.se, 3), d.unpaired_se > 10 * d.se
+    (1.0, 0.082, True)
+    """
+    a, b = (x.per_datum[key] if isinstance(x, Evaluation) else torch.as_tensor(x) for x in (a, b))
+    a, b = a.double().flatten(), b.double().flatten()
+    if len(a) != len(b):
+        raise ValueError(f"a paired difference needs the same data scored twice: {len(a)} scores against {len(b)}")
+    if len(a) < 2:
+        raise ValueError(f"a paired difference needs at least two data, got {len(a)}")
+    correlation = torch.corrcoef(torch.stack([a, b]))[0, 1].item()
+    return Difference(mean=(a - b).mean().item(), se=_standard_error(a - b),
+                      unpaired_se=math.hypot(_standard_error(a), _standard_error(b)),
+                      correlation=correlation, num_data=len(a))
+
+
 @torch.no_grad()
 def kl_per_dimension(
     model, guide, *args: torch.Tensor, site: str = "z", num_samples: int = 32, max_plate_nesting: int = 1

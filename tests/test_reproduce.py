@@ -22,8 +22,9 @@ def test_every_preset_runs_end_to_end_and_writes_its_result(preset, tmp_path):
     record = json.loads((results / f"{preset}-e1-n120.json").read_text())
     assert record["run"] == f"{preset}-e1-n120" and (tmp_path / "runs" / record["run"] / "checkpoint.pt").exists()
     for key in ("preset", "reference", "test_nll", "test_nll_se", "num_samples", "active_units", "epochs", "steps",
-                "train_seconds", "device", "command", "commit"):
+                "train_seconds", "device", "command", "commit", "scores"):
         assert key in record, key
+    assert len(reproduce.torch.load(results / record["scores"])["log_px"]) == 120  # kept for paired comparisons
     assert record["status"] == "finished" and record["epochs"] == 1 and record["num_samples"] == 4
     assert record["reference"]["test_nll"] == reproduce.PRESETS[preset].reference
     assert 50 < record["test_nll"] < 800 and record["test_nll_se"] > 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import inspect
 import logging
 import math
@@ -43,6 +44,7 @@ from inference.graph_loss import graph_loss
 from inference.options import choose
 from inference.params import restore_params, traced_params
 from inference.lr_schedules import LR_SCHEDULES
+from inference.normalized_adam import NormalizedAdam
 from inference.run_lock import hold_run_dir
 from inference.scaling import BetaScaled, Factor, ScaleSites, beta_scale, schedule_from_dict, schedule_to_dict
 from inference.stopping import stop_on_signals
@@ -58,9 +60,10 @@ METRICS_NAME = "metrics.csv"
 FUSED_ADAM_DEVICES = {"cpu", "cuda"}  # where torch >= 2.4 has a fused Adam kernel
 
 
-def fused_adam(params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
-    """``torch.optim.Adam``, fused into one kernel per step where torch has one for
-    the parameters (real floating-point tensors on CPU or CUDA): the same update
+def fused_adam(params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, *,
+               kind: type[torch.optim.Adam] = torch.optim.Adam) -> torch.optim.Adam:
+    """``torch.optim.Adam`` (or the subclass ``kind``), fused into one kernel per step where torch
+    has one for the parameters (real floating-point tensors on CPU or CUDA): the same update
     rule at about a third of the default implementation's cost per step on CPU
     (see ``BENCHMARKS.md``); the default implementation elsewhere.
 
@@ -70,10 +73,13 @@ def fused_adam(params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torc
     """
     params = list(params)
     fusable = all(p.is_floating_point() and p.device.type in FUSED_ADAM_DEVICES for p in params)
-    return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, fused=fusable or None)
+    return kind(params, lr=lr, betas=betas, eps=eps, fused=fusable or None)
 
 
-OPTIMIZERS = {"adam": fused_adam, "clipped_adam": ClippedAdam}
+#: name -> ``make(params, lr=, betas=, eps=)``; ``"normalized_adam"``: Adam on each tensor's gradient
+#: scaled to unit norm (:mod:`inference.normalized_adam`, Tomczak & Welling's optimizer)
+OPTIMIZERS = {"adam": fused_adam, "clipped_adam": ClippedAdam,
+              "normalized_adam": functools.partial(fused_adam, kind=NormalizedAdam)}
 # settings that may differ between a run and its resumption
 RESUMABLE_CHANGES = {"epochs", "max_steps", "max_seconds", "checkpoint_every", "compile"}
 
@@ -111,7 +117,7 @@ class FitConfig:
     beta: dict = field(default_factory=lambda: schedule_to_dict(1.0))
     latent_sites: tuple[str, ...] = ("z",)
     free_bits: float | None = None
-    optimizer: Literal["adam", "clipped_adam"] = "adam"
+    optimizer: Literal["adam", "clipped_adam", "normalized_adam"] = "adam"
     lr: float = 1e-3
     lr_decay: float = 1.0
     lr_schedule: dict | None = None

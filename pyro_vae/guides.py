@@ -19,10 +19,17 @@ from torch import nn
 from inference.options import choose
 
 
-ScaleName = Literal["softplus", "exp"]
+ScaleName = Literal["softplus", "exp", "clipped_log_variance"]
 
-#: name -> the map from a head's raw output to a standard deviation (before the floor)
-SCALES = {"softplus": F.softplus, "exp": torch.exp}
+
+def _clipped_log_variance(raw: torch.Tensor) -> torch.Tensor:
+    return torch.exp(0.5 * F.hardtanh(raw, -6.0, 2.0))
+
+
+#: name -> the map from a head's raw output to a standard deviation (before the floor):
+#: ``"clipped_log_variance"`` reads it as a log-variance clipped to [-6, 2], deviations in
+#: [0.05, 2.7] (Tomczak & Welling's code)
+SCALES = {"softplus": F.softplus, "exp": torch.exp, "clipped_log_variance": _clipped_log_variance}
 
 
 class GuideFamily(nn.Module):
@@ -32,8 +39,9 @@ class GuideFamily(nn.Module):
     :param z_dim: the latent dimension.
     :param min_scale: a floor on every standard deviation, so q never collapses to a point.
     :param scale: how a raw output becomes a standard deviation: ``"softplus"`` (the
-        default: bounded growth) or ``"exp"`` (Burda et al.'s: a log standard deviation,
-        whose gradient does not vanish as the deviation shrinks; see ``benchmarks/collapse.py``).
+        default: bounded growth), ``"exp"`` (Burda et al.'s: a log standard deviation,
+        whose gradient does not vanish as the deviation shrinks; see ``benchmarks/collapse.py``)
+        or ``"clipped_log_variance"`` (Tomczak & Welling's: a log-variance clipped to [-6, 2]).
     """
 
     def __init__(self, feature_dim: int, z_dim: int, min_scale: float = 1e-3, scale: ScaleName = "softplus") -> None:

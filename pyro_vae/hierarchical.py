@@ -30,21 +30,11 @@ from torch import nn
 from inference.options import choose
 from pyro_vae.guides import DiagonalNormal, ScaleName
 from pyro_vae.likelihoods import Bernoulli, Likelihood, LikelihoodName, make_likelihood
+from pyro_vae.nets import INITS, InitName
 from pyro_vae.priors import Prior, PriorName, make_prior
 from pyro_vae.vae import VAE, data_plate, validate_data
 
 ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU}
-
-
-@torch.no_grad()
-def _glorot(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear):
-        nn.init.xavier_uniform_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-#: name -> what it does to every submodule after construction
-INITS = {"torch": lambda module: None, "glorot": _glorot}
 
 
 def _net(sizes: Sequence[int], activation: type[nn.Module]) -> nn.Sequential:
@@ -81,8 +71,8 @@ class HierarchicalVAE(nn.Module):
     :param activation: ``"tanh"`` (the paper's), ``"softplus"`` or ``"relu"``.
     :param scale: the standard deviations of every Gaussian layer, ``"softplus"`` or ``"exp"``
         (see :class:`~pyro_vae.guides.GuideFamily`).
-    :param init: ``"torch"`` (PyTorch's default for linear layers) or ``"glorot"``
-        (Glorot-uniform weights, zero biases). Burda et al.'s code uses ``scale="exp"``,
+    :param init: a name from :data:`pyro_vae.nets.INITS`: ``"torch"`` (PyTorch's default for linear
+        layers), ``"glorot"`` (Glorot-uniform weights, zero biases) or ``"he"``. Burda et al.'s code uses ``scale="exp"``,
         ``init="glorot"`` and :meth:`set_output_bias`; together they train far faster and keep
         units active in the top layer (``benchmarks/collapse.py``; BENCHMARKS.md).
 
@@ -105,7 +95,7 @@ class HierarchicalVAE(nn.Module):
         likelihood: LikelihoodName | Likelihood = "bernoulli",
         activation: str = "tanh",
         scale: ScaleName = "softplus",
-        init: str = "torch",
+        init: InitName = "torch",
     ) -> None:
         super().__init__()
         self.x_shape, self.z_dims = tuple(x_shape), tuple(z_dims)

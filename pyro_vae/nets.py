@@ -23,46 +23,71 @@ from torch import nn
 from inference.options import choose
 
 
-def _mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.Softplus) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+class GatedDense(nn.Module):
+    """A gated hidden layer: ``h(x) * sigmoid(g(x))`` for two affine maps h and g of the input
+    (Dauphin et al. 2017's gated linear unit; the hidden units of Tomczak & Welling 2018's code),
+    computed as one ``Linear(in_features, 2 * out_features)``: h and g are its two halves, each
+    initialised as a layer of its own would be (same fan-in).
+
+    >>> GatedDense(784, 300)(torch.rand(5, 784)).shape
+    torch.Size([5, 300])
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, 2 * out_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, g = self.linear(x).chunk(2, dim=-1)
+        return h * torch.sigmoid(g)
+
+
+Units = Literal["softplus", "gated"]
+#: name -> the modules of one hidden layer of an MLP, given its input and output sizes
+UNITS = {
+    "softplus": lambda n_in, n_out: [nn.Linear(n_in, n_out), nn.Softplus()],
+    "gated": lambda n_in, n_out: [GatedDense(n_in, n_out)],
+}
+
+
+def _hidden_layers(sizes: Sequence[int], units: Units) -> list[nn.Module]:
+    """The hidden layers between ``sizes``, each with its nonlinearity."""
+    layer = choose(UNITS, units, what="units")
+    return [module for n_in, n_out in zip(sizes[:-1], sizes[1:]) for module in layer(n_in, n_out)]
 
 
 class MLPEncoder(nn.Module):
-    """Flatten x and apply fully connected layers with softplus activations
-    (as in Pyro's VAE example).
+    """Flatten x and apply fully connected layers: softplus units (as in Pyro's VAE example),
+    or ``units="gated"`` (:class:`GatedDense`).
 
     >>> MLPEncoder((1, 28, 28), hidden=(400,))(torch.rand(5, 1, 28, 28)).shape
     torch.Size([5, 400])
     """
 
-    def __init__(self, x_shape: Sequence[int], hidden: Sequence[int] = (400,)) -> None:
+    def __init__(self, x_shape: Sequence[int], hidden: Sequence[int] = (400,), units: Units = "softplus") -> None:
         super().__init__()
         self.x_shape = tuple(x_shape)
         x_dim = math.prod(self.x_shape)
         self.out_features = hidden[-1] if hidden else x_dim
-        layers = _mlp([x_dim, *hidden])
-        # hidden layers end in an activation too: the guide head is the last linear map
-        self.net = nn.Sequential(*layers, nn.Softplus()) if hidden else layers
+        # every hidden layer ends in its nonlinearity: the guide head is the last linear map
+        self.net = nn.Sequential(*_hidden_layers([x_dim, *hidden], units))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(-len(self.x_shape)))
 
 
 class MLPDecoder(nn.Module):
-    """Fully connected layers from z to the flat likelihood parameters.
+    """Fully connected layers from z to the flat likelihood parameters: hidden layers of
+    softplus or gated units, then a linear map.
 
     >>> MLPDecoder(20, out_features=784, hidden=(400,))(torch.randn(3, 5, 20)).shape
     torch.Size([3, 5, 784])
     """
 
-    def __init__(self, z_dim: int, out_features: int, hidden: Sequence[int] = (400,)) -> None:
+    def __init__(self, z_dim: int, out_features: int, hidden: Sequence[int] = (400,), units: Units = "softplus") -> None:
         super().__init__()
-        self.net = _mlp([z_dim, *hidden, out_features])
+        self.net = nn.Sequential(*_hidden_layers([z_dim, *hidden], units),
+                                 nn.Linear(hidden[-1] if hidden else z_dim, out_features))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -144,17 +169,40 @@ class ConvDecoder(nn.Module):
         return self.net(z.reshape(-1, z.shape[-1])).reshape(*batch, self.out_features)
 
 
-EncoderName = Literal["mlp", "conv"]
-DecoderName = Literal["mlp", "conv"]
+EncoderName = Literal["mlp", "gated_mlp", "conv"]
+DecoderName = Literal["mlp", "gated_mlp", "conv"]
 
 ENCODERS = {
     "mlp": lambda x_shape, hidden: MLPEncoder(x_shape, hidden=hidden),
+    "gated_mlp": lambda x_shape, hidden: MLPEncoder(x_shape, hidden=hidden, units="gated"),
     "conv": lambda x_shape, hidden: ConvEncoder(x_shape),
 }
 DECODERS = {
     "mlp": lambda z_dim, out_features, x_shape, hidden: MLPDecoder(z_dim, out_features, hidden=hidden[::-1]),
+    "gated_mlp": lambda z_dim, out_features, x_shape, hidden: MLPDecoder(z_dim, out_features, hidden=hidden[::-1],
+                                                                         units="gated"),
     "conv": lambda z_dim, out_features, x_shape, hidden: ConvDecoder(z_dim, out_features, x_shape),
 }
+
+
+@torch.no_grad()
+def _glorot(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def _he(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.kaiming_normal_(module.weight, nonlinearity="relu")  # N(0, 2 / fan_in); biases as torch's
+
+
+#: name -> what it does to every submodule after construction (``module.apply``): ``"torch"``,
+#: PyTorch's default for linear layers; ``"glorot"``, Glorot-uniform weights and zero biases (Burda et
+#: al.'s code); ``"he"``, weights N(0, 2 / fan_in) and torch's biases (Tomczak & Welling's code)
+INITS = {"torch": lambda module: None, "glorot": _glorot, "he": _he}
+InitName = Literal["torch", "glorot", "he"]
 
 
 def make_encoder(name: EncoderName, *, x_shape: Sequence[int], hidden: Sequence[int] = (400,)) -> nn.Module:

@@ -136,11 +136,14 @@ class VampPrior(Prior):
     pseudo-inputs u_k, clamped to [0, 1] as in the paper.
 
     :param x_shape: the shape of one observation (and of each pseudo-input).
+    :param init_mean, init_std: the pseudo-inputs start as N(init_mean, init_std^2) pixel by pixel
+        (Tomczak & Welling's code: 0.05 and 0.01 for MNIST).
     """
 
-    def __init__(self, z_dim: int, x_shape: Sequence[int], num_components: int = 50) -> None:
+    def __init__(self, z_dim: int, x_shape: Sequence[int], num_components: int = 50, *, init_mean: float = 0.5,
+                 init_std: float = 0.05) -> None:
         super().__init__(z_dim)
-        self.pseudo_inputs = nn.Parameter(0.5 + 0.05 * torch.randn(num_components, *x_shape))
+        self.pseudo_inputs = nn.Parameter(init_mean + init_std * torch.randn(num_components, *x_shape))
 
     def forward(self, posterior=None):
         if posterior is None:

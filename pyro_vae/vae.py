@@ -24,9 +24,10 @@ import torch
 from torch import nn
 
 from inference.batching import listed, nonfinite_rows
+from inference.options import choose
 from pyro_vae.guides import GuideFamily, GuideName, make_guide
 from pyro_vae.likelihoods import Likelihood, LikelihoodName, make_likelihood
-from pyro_vae.nets import DecoderName, EncoderName, make_decoder, make_encoder
+from pyro_vae.nets import INITS, DecoderName, EncoderName, InitName, make_decoder, make_encoder
 from pyro_vae.priors import Prior, PriorName, make_prior
 
 
@@ -40,11 +41,13 @@ class VAE(nn.Module):
         :class:`~pyro_vae.likelihoods.Likelihood`.
     :param guide: a name from :data:`pyro_vae.guides.GUIDES` or a :class:`~pyro_vae.guides.GuideFamily`
         (whose ``feature_dim`` must match the encoder's ``out_features``).
-    :param encoder: ``"mlp"``, ``"conv"`` or an ``nn.Module`` with an ``out_features`` attribute.
-    :param decoder: ``"mlp"``, ``"conv"`` or an ``nn.Module`` mapping z to
+    :param encoder: ``"mlp"``, ``"gated_mlp"``, ``"conv"`` or an ``nn.Module`` with an ``out_features`` attribute.
+    :param decoder: ``"mlp"``, ``"gated_mlp"``, ``"conv"`` or an ``nn.Module`` mapping z to
         ``likelihood.out_features`` numbers.
     :param hidden: the hidden layer sizes of the MLP encoder (the decoder mirrors
         them); ``()`` makes both linear.
+    :param init: how the linear layers of the encoder, the decoder and the guide start, a name
+        from :data:`pyro_vae.nets.INITS` (``"torch"``, ``"glorot"``, ``"he"``); the prior keeps its own.
     :param check_data: check each batch's shape, finiteness and support before
         use, with an error that names the fix. The checks run while Pyro's
         validation is on (its default, and in tests), like Pyro's own checks of
@@ -70,9 +73,11 @@ class VAE(nn.Module):
         encoder: EncoderName | nn.Module = "mlp",
         decoder: DecoderName | nn.Module = "mlp",
         hidden: Sequence[int] = (400,),
+        init: InitName = "torch",
         check_data: bool = True,
     ) -> None:
         super().__init__()
+        initialize = choose(INITS, init, what="init")
         self.x_shape, self.z_dim, self.check_data = tuple(x_shape), z_dim, check_data
         self._last_checked = None
         if z_dim < 1:
@@ -90,6 +95,8 @@ class VAE(nn.Module):
         self.guide_family = (
             make_guide(guide, feature_dim=self.encoder.out_features, z_dim=z_dim) if isinstance(guide, str) else guide
         )
+        for module in (self.encoder, self.decoder, self.guide_family):
+            module.apply(initialize)
 
     # -- the two Pyro programs ------------------------------------------------------
 

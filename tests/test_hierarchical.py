@@ -93,8 +93,8 @@ def test_bad_hierarchies_are_refused():
         HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), activation="gelu")
     with pytest.raises(ValueError, match="unknown scale 'relu'; valid choices: 'softplus', 'exp'"):
         HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), scale="relu")
-    with pytest.raises(ValueError, match="unknown init 'he'; valid choices: 'torch', 'glorot'"):
-        HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), init="he")
+    with pytest.raises(ValueError, match="unknown init 'lecun'; valid choices: 'torch', 'glorot', 'he'"):
+        HierarchicalVAE((3,), z_dims=(2,), hidden=((4,),), init="lecun")
 
 
 def test_glorot_init_gives_zero_biases_and_weights_of_variance_two_over_fan_in_plus_fan_out():

@@ -46,6 +46,25 @@ def test_burda_presets_start_as_the_papers_code_does():
     assert {layer.family.scale for layer in [*model.encoders, *model.decoders]} == {"exp"}
 
 
+def test_the_code_presets_build_and_train_as_tomczak_and_wellings_code(tmp_path):
+    """Gated units, He-normal weights, a clipped log-variance, pseudo-inputs at 0.05, AdamNormGrad."""
+    import torch
+    from pyro_vae import load_dataset
+    from pyro_vae.nets import GatedDense
+
+    train = load_dataset("mnist", split="train", limit=500)
+    torch.manual_seed(0)
+    model = reproduce.PRESETS["vamp-1l-code"].build(train)
+    assert [type(m) for m in model.encoder.net] == [GatedDense, GatedDense] and model.guide_family.scale == "clipped_log_variance"
+    assert model.decoder.net[0].linear.weight.std().item() == pytest.approx((2 / 40) ** 0.5, rel=0.02)
+    assert model.prior.pseudo_inputs.mean().item() == pytest.approx(0.05, abs=1e-3)
+    standard = reproduce.PRESETS["vamp-1l-standard-code"]
+    assert standard.build(train).prior.__class__.__name__ == "StandardNormal" and standard.optimizer == "normalized_adam"
+    reproduce.main(["vamp-1l-standard-code", *TINY, "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
+    saved = torch.load(tmp_path / "runs" / "vamp-1l-standard-code-e1-n120" / "checkpoint.pt", weights_only=False)
+    assert saved["config"]["optimizer"] == "normalized_adam"
+
+
 def test_a_run_without_a_progress_bar_reports_each_epoch(tmp_path, capsys):
     reproduce.main(["burda-1l-vae", "--limit", "40", "--epochs", "2", "--eval-samples", "2", "--no-progress",
                     "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])

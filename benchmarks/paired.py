@@ -50,8 +50,7 @@ def report(results: Path, a: str, b: str) -> str:
     """The comparison in words, with the papers' difference where both runs have a reference."""
     records = [json.loads((Path(results) / f"{run}.json").read_text()) for run in (a, b)]
     differences = compare(results, a, b)
-    scores = load_scores(results, a)
-    lines = [f"{a} against {b}: {differences['test_nll'].num_data} test images, K = {scores['num_samples']}"]
+    lines = [f"{a} against {b}: {differences['test_nll'].num_data} test images, K = {records[0]['num_samples']}"]
     for key, label in (("test_nll", "test NLL"), ("test_neg_elbo", "test -ELBO")):
         d = differences[key]
         lines.append(f"  {label}: {d.mean:+.2f} ± {d.se:.2f} nats (paired; unpaired ± {d.unpaired_se:.2f}; "

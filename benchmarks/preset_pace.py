@@ -30,9 +30,8 @@ def step_seconds(name: str, train, *, steps: int, compile: bool, device: str = "
     pyro.clear_param_store()
     torch.manual_seed(0)
     model = preset.build(train).to(device)
-    result = fit(model.model, model.guide, train, batch_size=preset.batch_size, lr=preset.lr, eps=preset.eps,
-                 estimator=preset.estimator, num_particles=preset.particles, optimizer=preset.optimizer,
-                 max_steps=steps, compile=compile, progress=False, device=device)
+    result = fit(model.model, model.guide, train, **preset.fit_settings, max_steps=steps, compile=compile,
+                 progress=False, device=device)
     return (result.train_seconds - result.compile_seconds) / steps
 
 

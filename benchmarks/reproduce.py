@@ -71,6 +71,13 @@ class Preset:
     deviations: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def fit_settings(self) -> dict:
+        """What ``fit`` needs to take the preset's steps: its estimator, particles, batch and optimizer
+        (``reproduce.py`` adds the schedule, warm-up and stopping; ``preset_pace.py`` times the steps)."""
+        return dict(estimator=self.estimator, num_particles=self.particles, batch_size=self.batch_size,
+                    optimizer=self.optimizer, lr=self.lr, eps=self.eps)
+
+    @property
     def bound(self) -> str:
         """The name of the bound it trains, as logs and tables print its negative, read off the
         estimator ``fit`` builds: ``IWAE-5 bound`` for a :class:`~inference.RenyiBound` at alpha 0
@@ -89,13 +96,13 @@ class Preset:
         (``"tomczak-code"``: gated hidden units, He-normal weights, the encoder's log-variance
         clipped to [-6, 2], pseudo-inputs starting at 0.05 +- 0.01)."""
         z_dim, hidden = self.z_dims[0], self.hidden[0]
-        if self.network == "tomczak":
-            prior = (VampPrior(z_dim, train.x_shape, num_components=self.vamp_components)
+        if self.network in ("tomczak", "tomczak-code"):
+            code = self.network == "tomczak-code"
+            start = dict(init_mean=0.05, init_std=0.01) if code else {}
+            prior = (VampPrior(z_dim, train.x_shape, num_components=self.vamp_components, **start)
                      if self.vamp_components else "standard_normal")
-            return VAE(train.x_shape, z_dim, prior=prior, hidden=hidden)
-        if self.network == "tomczak-code":
-            prior = (VampPrior(z_dim, train.x_shape, num_components=self.vamp_components, init_mean=0.05, init_std=0.01)
-                     if self.vamp_components else "standard_normal")
+            if not code:
+                return VAE(train.x_shape, z_dim, prior=prior, hidden=hidden)
             guide = DiagonalNormal(hidden[-1], z_dim, scale="clipped_log_variance", min_scale=0.0)
             return VAE(train.x_shape, z_dim, prior=prior, encoder="gated_mlp", decoder="gated_mlp", guide=guide,
                        hidden=hidden, init="he")
@@ -213,9 +220,7 @@ def run(args) -> dict:
         budget = done + args.max_hours * 3600
     result = fit(model.model, model.guide, train, validation=validation, run_dir=run_dir, resume=resume,
                  device=args.device, compile=args.compile, progress=not args.no_progress,
-                 estimator=preset.estimator, num_particles=preset.particles, batch_size=preset.batch_size,
-                 optimizer=preset.optimizer,
-                 lr=preset.lr, eps=preset.eps, epochs=epochs, latent_sites=sites, beta=beta,
+                 **preset.fit_settings, epochs=epochs, latent_sites=sites, beta=beta,
                  lr_schedule=Staged(length=epochs) if preset.staged else None, patience=preset.patience,
                  max_seconds=budget, seed=args.seed,
                  callbacks=[report_epoch(epochs, bound=preset.bound)] if args.no_progress else ())
@@ -252,7 +257,7 @@ def run(args) -> dict:
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     if finished:  # for paired comparisons of two runs on the same images (benchmarks/paired.py)
-        record["scores"] = save_scores(results / "scores" / f"{name}.pt", score, test_seed=args.seed + 1,
+        record["scores"] = save_scores(results / "scores" / f"{name}.pt", score, test_seed=test.seed,
                                        limit=args.limit).relative_to(results).as_posix()
     (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.stash and finished:  # scored: the run's numbers are in its result file

@@ -96,19 +96,23 @@ class Preset:
         (``"tomczak-code"``: gated hidden units, He-normal weights, the encoder's log-variance
         clipped to [-6, 2], pseudo-inputs starting at 0.05 +- 0.01)."""
         z_dim, hidden = self.z_dims[0], self.hidden[0]
-        if self.network in ("tomczak", "tomczak-code"):
-            code = self.network == "tomczak-code"
-            start = dict(init_mean=0.05, init_std=0.01) if code else {}
-            prior = (VampPrior(z_dim, train.x_shape, num_components=self.vamp_components, **start)
-                     if self.vamp_components else "standard_normal")
-            if not code:
-                return VAE(train.x_shape, z_dim, prior=prior, hidden=hidden)
+        if self.network == "tomczak":
+            return VAE(train.x_shape, z_dim, prior=self.tomczak_prior(train), hidden=hidden)
+        if self.network == "tomczak-code":
+            prior = self.tomczak_prior(train, init_mean=0.05, init_std=0.01)
             guide = DiagonalNormal(hidden[-1], z_dim, scale="clipped_log_variance", min_scale=0.0)
             return VAE(train.x_shape, z_dim, prior=prior, encoder="gated_mlp", decoder="gated_mlp", guide=guide,
                        hidden=hidden, init="he")
         model = HierarchicalVAE(train.x_shape, z_dims=self.z_dims, hidden=self.hidden, init="glorot", scale="exp")
         model.set_output_bias(train.mean_image())
         return model
+
+    def tomczak_prior(self, train, **start):
+        """A Tomczak preset's prior: a VampPrior of ``vamp_components`` pseudo-inputs (``start``: their
+        initial mean and spread) or, without components, the standard normal."""
+        if not self.vamp_components:
+            return "standard_normal"
+        return VampPrior(self.z_dims[0], train.x_shape, num_components=self.vamp_components, **start)
 
 
 ONE, TWO = ((200, 200),), ((200, 200), (100, 100))

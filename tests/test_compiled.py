@@ -130,6 +130,9 @@ def two_layer_guide(x):
         pyro.sample("z1", dist.Normal(b * z2, s))
 
 
+# the guide draws z2 before z1, so Pyro rightly warns that the analytic KLs of "mean_field" are not those of a
+# mean-field guide; this test asks only that the captured step computes what the eager one does
+@pytest.mark.filterwarnings("ignore:Failed to verify mean field restriction:UserWarning")
 @pytest.mark.parametrize("estimator", ["trace", "mean_field", "stl", "iwae", "dreg"])
 def test_a_hand_written_model_with_two_latent_sites_captures(estimator):
     x = torch.linspace(-2.0, 2.0, 10)

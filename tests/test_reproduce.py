@@ -65,6 +65,25 @@ def test_the_code_presets_build_and_train_as_tomczak_and_wellings_code(tmp_path)
     assert saved["config"]["optimizer"] == "normalized_adam"
 
 
+def test_a_static_preset_trains_on_one_fixed_binarization_of_the_same_split():
+    """The same held-out split as its dynamic twin, but each image binarized once: the same 0/1 pixels every
+    time it is served, and on only where the grey image has ink."""
+    import torch
+
+    static, dynamic = reproduce.PRESETS["vamp-1l-standard-code-static"], reproduce.PRESETS["vamp-1l-standard-code"]
+    train, validation = reproduce.training_data(static, limit=600)
+    grey_train, grey_validation = reproduce.training_data(dynamic, limit=600)
+    index = torch.arange(60)
+    served = train.batch(index)
+    assert torch.equal(served, train.batch(index)) and set(served.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(validation.batch(index), validation.batch(index))
+    assert not torch.equal(grey_train.batch(index), grey_train.batch(index))  # a fresh draw each time
+    assert len(validation) == len(grey_validation) == 100
+    assert bool(((train.images > 0) <= (grey_train.images > 0)).all())  # the same images, in the same order
+    assert bool(((validation.images > 0) <= (grey_validation.images > 0)).all())
+    assert reproduce.TOMCZAK_DATA in dynamic.deviations and reproduce.TOMCZAK_DATA not in static.deviations
+
+
 def test_a_run_without_a_progress_bar_reports_each_epoch(tmp_path, capsys):
     reproduce.main(["burda-1l-vae", "--limit", "40", "--epochs", "2", "--eval-samples", "2", "--no-progress",
                     "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])

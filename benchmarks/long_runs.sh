@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Resume every stashed reproduction run (benchmarks/stash/NAME, see reproduce.py --stash) and start the runs
-# named after HOURS (PRESET for the paper's schedule, PRESET-eN for N squeezed epochs) that are not stashed,
+# named after HOURS (PRESET for the paper's schedule, PRESET-eN for N squeezed epochs, PRESET-sS for seed S) that are not stashed,
 # detached, one thread each, for at most HOURS more hours of training each (default 2.2: a three-hour
 # session leaves time to score, commit and run CI). A run that finishes its epochs is then scored
 # (K = 5000: half an hour or more on one thread, on top of HOURS). Each run's log, a line an epoch, goes
@@ -25,7 +25,7 @@ for name in dict.fromkeys(sys.argv[1:]):
         print(name, *reproduce.parse_run_name(name))
     except ValueError:
         print(name, "-")'
-while read -r name preset epochs limit; do
+while read -r name preset epochs limit seed; do
     if [[ "$preset" == - ]]; then
         echo "skipping $name: not a run name (PRESET or PRESET-eEPOCHS)" >&2
         continue
@@ -35,11 +35,11 @@ while read -r name preset epochs limit; do
         continue
     fi
     # --resume goes on from the run's checkpoint (runs/reproduce or the stash), or starts a run that has none
-    OMP_NUM_THREADS=1 nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --compile --resume \
+    OMP_NUM_THREADS=1 nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --seed "$seed" --compile --resume \
         --max-hours "$hours" --stash benchmarks/stash --table BENCHMARKS.md --no-progress < /dev/null >> "runs/$name.log" 2>&1 &
     echo "running $name ($preset, $epochs epochs) for at most $hours more hours of training: pid $!, log runs/$name.log"
     started=$((started + 1))
 done < <(PYTHONPATH=benchmarks "$python" -c "$parse" $(for folder in benchmarks/stash/*/; do basename "$folder"; done) "$@")
 if [[ $started -eq 0 ]]; then
-    echo "no stashed run in benchmarks/stash and none named: bash benchmarks/long_runs.sh HOURS PRESET[-eEPOCHS] ..."
+    echo "no stashed run in benchmarks/stash and none named: bash benchmarks/long_runs.sh HOURS PRESET[-eEPOCHS][-sSEED] ..."
 fi

@@ -33,14 +33,14 @@ HERE = Path(__file__).resolve().parent
 
 
 def probe(name: str, *, images: int = 1000, samples: int = 5000, out: str | Path = "runs/reproduce",
-          stash: str | Path = HERE / "stash", results: str | Path = HERE / "results", seed: int = 0,
+          stash: str | Path = HERE / "stash", results: str | Path = HERE / "results",
           compile: bool = False, progress: bool = True, command: str = "") -> dict:
     """Score run ``name``'s current parameters on ``images`` held-out images with ``samples`` importance
     samples; return the record appended to ``results/probes/NAME.json``.
 
     :raises FileNotFoundError: the run has no checkpoint in ``out`` or ``stash`` (the message says how to start it).
     """
-    preset_name, _, limit = parse_run_name(name)
+    preset_name, _, limit, seed = parse_run_name(name)  # the run's seed: its validation split
     preset = PRESETS[preset_name]
     folders = [Path(out) / name, Path(stash) / name]
     folder = next((f for f in folders if (f / "checkpoint.pt").exists()), None)

@@ -14,7 +14,8 @@ epochs, or early stopping) the model is scored and ``benchmarks/results/PRESET.j
 when ``--max-hours`` (this call's hours of training) ends a session first, the file records the partial progress (``status:
 "partial"``, epochs done, the last validation bound). ``--epochs N`` (the paper's stages squeezed in
 proportion) and ``--limit N`` (the first N images) shorten a run: its folder and file are then named
-``PRESET-eN`` / ``PRESET-nN``, apart from the full run's. ``--table`` rewrites the results table in
+``PRESET-eN`` / ``PRESET-nN``, apart from the full run's; ``--seed S`` trains another seed as ``PRESET-sS``
+(the test images are one fixed draw for every run, so ``benchmarks/paired.py`` pairs any two). ``--table`` rewrites the results table in
 BENCHMARKS.md from every result file, with their learning curves (kept in the result files) in
 ``docs/reproductions.png``; ``--eval-samples`` shrinks the final K for a smoke test.
 """
@@ -29,6 +30,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -39,6 +41,7 @@ from pyro_vae.priors import VampPrior
 from recording import command_line, git_commit, write_block  # benchmarks/recording.py
 
 HERE = Path(__file__).resolve().parent
+TEST_SEED = 1  # the test images' one binarization, whatever the training seed: any two runs pair image by image
 BURDA = "Burda et al. 2016, Table 1"
 BURDA_SETUP = ("Adam (0.9, 0.999, eps 1e-4), batch 20, lr 1e-3 x 10^(-i/7) for 3^i epochs, i = 0..7 "
                "(3280 epochs); no validation set, the last parameters are scored; as in the paper's code, "
@@ -174,28 +177,38 @@ PRESETS = {
 }
 
 
-def run_name(preset: str, epochs: int | None = None, limit: int | None = None) -> str:
+def run_name(preset: str, epochs: int | None = None, limit: int | None = None, seed: int = 0) -> str:
     """The name of a run's folder and result file: the preset's for its paper's schedule, with
-    ``-eN`` for N epochs instead and ``-nN`` for the first N images, so a shortened run never resumes
-    or overwrites the full one (``burda-1l-vae``, ``burda-1l-vae-e400``)."""
+    ``-eN`` for N epochs instead, ``-sS`` for training seed S other than 0 and ``-nN`` for the first N
+    images, so a shortened run or another seed never resumes or overwrites the full one
+    (``burda-1l-vae``, ``burda-1l-vae-e400``, ``vamp-1l-s1``)."""
     name = preset
     if epochs is not None and epochs != PRESETS[preset].epochs:
         name += f"-e{epochs}"
+    if seed:
+        name += f"-s{seed}"
     return name + (f"-n{limit}" if limit else "")
 
 
-def parse_run_name(name: str) -> tuple[str, int, int | None]:
-    """The inverse of :func:`run_name`: ``(preset, epochs, limit)`` of a run's folder or file name, so
-    that a stashed run can be resumed from its name alone.
+class RunName(NamedTuple):
+    preset: str
+    epochs: int
+    limit: int | None
+    seed: int
 
-    >>> parse_run_name("burda-2l-vae-e400"), parse_run_name("burda-1l-vae")
-    (('burda-2l-vae', 400, None), ('burda-1l-vae', 3280, None))
+
+def parse_run_name(name: str) -> RunName:
+    """The inverse of :func:`run_name`, so that a stashed run can be resumed from its name alone.
+
+    >>> parse_run_name("burda-2l-vae-e400"), parse_run_name("vamp-1l-s2")
+    (RunName(preset='burda-2l-vae', epochs=400, limit=None, seed=0), RunName(preset='vamp-1l', epochs=2000, limit=None, seed=2))
     """
-    preset, epochs, limit = re.fullmatch(r"(.*?)(?:-e(\d+))?(?:-n(\d+))?", name).groups()  # matches any name
+    preset, epochs, seed, limit = re.fullmatch(r"(.*?)(?:-e(\d+))?(?:-s(\d+))?(?:-n(\d+))?", name).groups()
     if preset not in PRESETS:
-        raise ValueError(f"{name!r} is not a reproduction run's name: PRESET[-eEPOCHS][-nLIMIT] with PRESET one of "
-                         f"{', '.join(PRESETS)}")
-    return preset, int(epochs) if epochs else PRESETS[preset].epochs, int(limit) if limit else None
+        raise ValueError(f"{name!r} is not a reproduction run's name: PRESET[-eEPOCHS][-sSEED][-nLIMIT] with PRESET "
+                         f"one of {', '.join(PRESETS)}")
+    return RunName(preset, int(epochs) if epochs else PRESETS[preset].epochs, int(limit) if limit else None,
+                   int(seed) if seed else 0)
 
 
 def training_data(preset: Preset, seed: int = 0, limit: int | None = None) -> tuple:
@@ -212,7 +225,7 @@ def run(args) -> dict:
     preset = PRESETS[args.preset]
     epochs = args.epochs or preset.epochs
     train, validation = training_data(preset, args.seed, args.limit)
-    test = load_dataset("mnist", split="test", representation="dynamic", seed=args.seed + 1,
+    test = load_dataset("mnist", split="test", representation="dynamic", seed=TEST_SEED,
                         limit=args.limit and min(args.limit, 10000))
     torch.manual_seed(args.seed)
     model = preset.build(train).to(args.device)
@@ -223,7 +236,7 @@ def run(args) -> dict:
         from inference import LinearWarmup
 
         beta = LinearWarmup(steps=preset.warmup_epochs * steps_per_epoch)
-    name = run_name(args.preset, epochs, args.limit)
+    name = run_name(args.preset, epochs, args.limit, args.seed)
     run_dir = Path(args.out) / name
     deviations = list(preset.deviations)
     if epochs != preset.epochs:
@@ -254,6 +267,7 @@ def run(args) -> dict:
     record = {
         "preset": args.preset,
         "run": name,
+        "seed": args.seed,
         "reference": {"paper": preset.paper, "test_nll": preset.reference},
         "setup": preset.setup,
         "deviations": deviations,
@@ -447,7 +461,10 @@ def main(argv=None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N training (and test) images: smoke tests")
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (a staged schedule is squeezed in proportion): "
                              "a shorter run, recorded as a deviation")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the training seed: initial weights, validation split, training binarization (a static "
+                             "preset's one draw too); the test images stay one draw. A seed other than 0 names the "
+                             "run PRESET-sSEED")
     parser.add_argument("--out", default="runs/reproduce")
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--table", default=None, help="rewrite this BENCHMARKS.md's results table")

@@ -46,6 +46,18 @@ def test_burda_presets_start_as_the_papers_code_does():
     assert {layer.family.scale for layer in [*model.encoders, *model.decoders]} == {"exp"}
 
 
+def test_another_seed_is_its_own_run_scored_on_the_same_test_images(tmp_path):
+    results = tmp_path / "results"
+    argv = ["burda-1l-vae", *TINY, "--out", str(tmp_path / "runs"), "--results", str(results)]
+    reproduce.main(argv)
+    reproduce.main([*argv, "--seed", "1"])
+    first, second = (json.loads((results / f"burda-1l-vae-e1{s}-n120.json").read_text()) for s in ("", "-s1"))
+    assert (first["seed"], second["seed"]) == (0, 1) and second["run"] == "burda-1l-vae-e1-s1-n120"
+    assert first["last_metrics"]["train_loss"] != second["last_metrics"]["train_loss"]  # another start, other batches
+    scores = [reproduce.torch.load(results / r["scores"]) for r in (first, second)]
+    assert scores[0]["test_seed"] == scores[1]["test_seed"] == reproduce.TEST_SEED  # so paired.py pairs them
+
+
 def test_the_code_presets_build_and_train_as_tomczak_and_wellings_code(tmp_path):
     """Gated units, He-normal weights, a clipped log-variance, pseudo-inputs at 0.05, AdamNormGrad."""
     import torch
@@ -161,6 +173,8 @@ def test_a_shortened_run_never_shares_the_full_runs_folder_or_file():
     assert reproduce.run_name("burda-1l-vae") == reproduce.run_name("burda-1l-vae", 3280) == "burda-1l-vae"
     assert reproduce.run_name("burda-1l-vae", 400) == "burda-1l-vae-e400"
     assert reproduce.run_name("vamp-1l", 2000, limit=500) == "vamp-1l-n500"
+    assert reproduce.run_name("vamp-1l", 2000, seed=0) == "vamp-1l"  # seed 0: the runs made before seeds had names
+    assert reproduce.run_name("vamp-1l", 400, limit=500, seed=3) == "vamp-1l-e400-s3-n500"
 
 
 def test_the_readme_names_every_preset():
@@ -168,17 +182,18 @@ def test_the_readme_names_every_preset():
     assert all(f"`{name}`" in readme for name in reproduce.PRESETS)
 
 
+@pytest.mark.parametrize("seed", [0, 12])
 @pytest.mark.parametrize("epochs", [None, 3280, 400])
 @pytest.mark.parametrize("limit", [None, 120])
 @pytest.mark.parametrize("preset", list(reproduce.PRESETS))
-def test_a_run_name_gives_back_its_preset_schedule_and_limit(preset, epochs, limit):
-    name = reproduce.run_name(preset, epochs, limit)
-    assert reproduce.parse_run_name(name) == (preset, epochs or reproduce.PRESETS[preset].epochs, limit)
+def test_a_run_name_gives_back_its_preset_schedule_limit_and_seed(preset, epochs, limit, seed):
+    name = reproduce.run_name(preset, epochs, limit, seed)
+    assert reproduce.parse_run_name(name) == (preset, epochs or reproduce.PRESETS[preset].epochs, limit, seed)
 
 
-@pytest.mark.parametrize("name", ["burda-1l-vae-lost", "", "-e400", "burda-1l-vae-n5-e400"])
+@pytest.mark.parametrize("name", ["burda-1l-vae-lost", "", "-e400", "burda-1l-vae-n5-e400", "vamp-1l-s1-e400"])
 def test_a_name_that_is_no_run_is_refused_with_the_form(name):
-    with pytest.raises(ValueError, match=r"PRESET\[-eEPOCHS\]\[-nLIMIT\] with PRESET one of burda-1l-vae"):
+    with pytest.raises(ValueError, match=r"PRESET\[-eEPOCHS\]\[-sSEED\]\[-nLIMIT\] with PRESET one of burda-1l-vae"):
         reproduce.parse_run_name(name)
 
 
@@ -202,17 +217,18 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
                     f'echo "OMP=$OMP_NUM_THREADS $*" >> {calls}\n')
     fake.chmod(0o755)
     out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5", "burda-1l-vae", "burda-2l-vae-e400",
-                          "not-a-run"], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True,
+                          "vamp-1l-s2", "not-a-run"], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True,
                          check=True)
     for _ in range(50):  # the runs are started in the background
-        if calls.exists() and len(calls.read_text().splitlines()) == 2:
+        if calls.exists() and len(calls.read_text().splitlines()) == 3:
             break
         time.sleep(0.1)
     lines = sorted(calls.read_text().splitlines())
     common = " --compile --resume --max-hours 1.5 --stash benchmarks/stash --table BENCHMARKS.md --no-progress"
     assert lines == [  # --resume: reproduce.py goes on from a checkpoint where there is one and starts the run otherwise
-        "OMP=1 benchmarks/reproduce.py burda-1l-vae --epochs 3280" + common,  # named, nothing to resume
-        "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400" + common,  # stashed, and named too: one run
+        "OMP=1 benchmarks/reproduce.py burda-1l-vae --epochs 3280 --seed 0" + common,  # named, nothing to resume
+        "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400 --seed 0" + common,  # stashed, and named too: one run
+        "OMP=1 benchmarks/reproduce.py vamp-1l --epochs 2000 --seed 2" + common,  # another seed
     ]
     assert "skipping burda-1l-vae-n120: a --limit smoke run" in out.stderr
     assert "skipping not-a-run: not a run name" in out.stderr

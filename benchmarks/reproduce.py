@@ -369,10 +369,13 @@ def curve(metrics: list[dict]) -> list[dict]:
 
 
 def figure(results: Path, path: Path) -> Path | None:
-    """Each result file's learning curve (the training loss per epoch: -ELBO or -IWAE bound;
-    validation -ELBO dashed) against its paper's test NLL (dotted) and, for a finished run, our test
-    NLL (a dot at its last epoch). The presets' own runs come first, in strong colours; shortened and
-    set-aside runs (``PRESET-e400``, ``PRESET-lost``) follow in thin, pale lines, each its own colour."""
+    """One panel per paper: each run's learning curve against its paper's test NLL (dotted) and, for a
+    finished run, our test NLL (a dot at its last epoch). A curve is what the run is judged by while it
+    trains: the validation -ELBO where the preset holds images out (Tomczak & Welling's early stopping;
+    their training loss is not comparable across epochs under KL warm-up), else the training loss (-ELBO,
+    or the -IWAE bound of an IWAE run). The presets' own runs come first, in strong colours; other
+    seeds, shortened and set-aside runs (``PRESET-s1``, ``PRESET-e400``, ``PRESET-lost``) follow in thin,
+    pale lines, each its own colour."""
     records = [r for r in _records(results) if r.get("curve")]
     if not records:
         return None
@@ -380,27 +383,30 @@ def figure(results: Path, path: Path) -> Path | None:
     from matplotlib.figure import Figure
 
     records.sort(key=lambda r: r.get("run", r["preset"]) != r["preset"])  # stable: each group keeps its order
+    papers = list(dict.fromkeys(r["reference"]["paper"].split(" (")[0] for r in records))
     pairs = colormaps["tab20"].colors  # ten hues, each strong then pale: twenty colours, none repeated
     palette = pairs[0::2] + pairs[1::2]
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for i, r in enumerate(records):
-        epochs = [c["epoch"] for c in r["curve"]]
-        own = r.get("run", r["preset"]) == r["preset"]
-        line, = ax.plot(epochs, [c["train_loss"] for c in r["curve"]], lw=1.3 if own else 0.8,
-                        color=palette[i % len(palette)], alpha=1.0 if own else 0.7,
-                        label=f"{r.get('run', r['preset'])} ({r['epochs']}/{r['epochs_planned']} epochs)")
-        validated = [c for c in r["curve"] if "val_elbo" in c]
-        if validated:
-            ax.plot([c["epoch"] for c in validated], [-c["val_elbo"] for c in validated], ls="--", color=line.get_color())
-        ax.axhline(r["reference"]["test_nll"], ls=":", color=line.get_color())
-        if "test_nll" in r:
-            ax.plot([epochs[-1]], [r["test_nll"]], "o", color=line.get_color())
-    low = min(r["reference"]["test_nll"] for r in records)
-    ax.set(xscale="log", ylim=(low - 3, low + 25), xlabel="epoch",
-           ylabel="nats",
-           title="training loss: -ELBO, or -IWAE bound for IWAE runs (lines)\npaper's test NLL (dotted), ours (dot)")
-    ax.legend(fontsize=8)
+    fig = Figure(figsize=(6 * len(papers), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(papers), squeeze=False)[0]
+    for ax, paper in zip(axes, papers):
+        group = [r for r in records if r["reference"]["paper"].startswith(paper)]
+        validated = all(any("val_elbo" in c for c in r["curve"]) for r in group)
+        for i, r in enumerate(group):
+            own = r.get("run", r["preset"]) == r["preset"]
+            points = [(c["epoch"], -c["val_elbo"] if validated else c["train_loss"]) for c in r["curve"]
+                      if not validated or "val_elbo" in c]
+            line, = ax.plot(*zip(*points), lw=1.3 if own else 0.8, color=palette[i % len(palette)],
+                            alpha=1.0 if own else 0.7,
+                            label=f"{r.get('run', r['preset'])} ({r['epochs']}/{r['epochs_planned']} epochs)")
+            ax.axhline(r["reference"]["test_nll"], ls=":", color=line.get_color())
+            if "test_nll" in r:
+                ax.plot([r["curve"][-1]["epoch"]], [r["test_nll"]], "o", color=line.get_color())
+        low = min(min(r["reference"]["test_nll"], r.get("test_nll", math.inf)) for r in group)
+        ax.set(xscale="linear" if validated else "log", ylim=(low - 1.5, low + (15 if validated else 25)),
+               xlabel="epoch", ylabel="nats",
+               title=f"{paper}: " + ("validation -ELBO" if validated else "training loss (-ELBO, or -IWAE bound)") +
+                     "\npaper's test NLL (dotted), ours (dot)")
+        ax.legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path

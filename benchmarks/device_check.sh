@@ -7,7 +7,8 @@
 # Figures go to BENCHMARKS.md with the card's name.
 #   here:  bash benchmarks/device_prepare.sh            (wheels and MNIST into .device/)
 #   there: bash benchmarks/device_check.sh              (the device tool's run, carrying .device)
-# It writes its logs under $OUT (the device tool brings that folder back), else under /tmp/device-check.
+# It writes its log (device_check.txt) and the short run's result file under $OUT (the device tool brings that
+# folder back, at most 8 files), else under /tmp/device-check.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/device-check}
@@ -23,12 +24,13 @@ if [ -d .device/data ]; then
     export PYRO_VAE_DATA_DIR=/tmp/data
 fi
 status=0
-step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $out/NAME.txt, remember a failure
+log="$out/device_check.txt"  # one log: the device tool brings back at most 8 files
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $log under a header, remember a failure
     local name=$1 limit=$2; shift 2
-    echo "== $name: $*"
-    timeout "$limit" "$@" 2>&1 | grep -v "UserWarning\|warnings.warn" | tee "$out/$name.txt"
+    echo "== $name: $*" | tee -a "$log"
+    timeout "$limit" "$@" 2>&1 | grep -v "UserWarning\|warnings.warn" | tee -a "$log"
     local rc=${PIPESTATUS[0]}
-    [ "$rc" -eq 0 ] || { echo "== $name failed with $rc"; status=1; }
+    [ "$rc" -eq 0 ] || { echo "== $name failed with $rc" | tee -a "$log"; status=1; }
 }
 step gpu 30 python3 -c "import torch, pyro; print(torch.cuda.get_device_name(), 'torch', torch.__version__,
     'cuda', torch.version.cuda, 'pyro', pyro.__version__)"

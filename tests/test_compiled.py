@@ -306,7 +306,9 @@ def test_cuda_compiled_fit_and_evaluate_reach_the_ppca_optimum():
     best = PPCA.maximum_likelihood(x.double(), z_dim=2).log_marginal(x.double()).mean().item()
     torch.manual_seed(0)
     vae = PPCA(torch.randn(5, 2), torch.zeros(5), 1.0).vae(exact_guide=False, learn_scale=True).cuda()
-    fit(vae.model, vae.guide, x, estimator="mean_field", epochs=150, batch_size=250, lr=0.03, lr_decay=0.98,
+    # twice the CPU test's schedule: on an H200 (2026-12-04) 150 epochs left the ELBO 0.0151 nats short of
+    # log p(x), the guide's rotation not yet settled; 300 epochs at lr decay 0.99 leave 0.002-0.003 on CPU
+    fit(vae.model, vae.guide, x, estimator="mean_field", epochs=300, batch_size=250, lr=0.03, lr_decay=0.99,
         compile=True, device="cuda", progress=False)
     scored = evaluate(vae.model, vae.guide, x, num_samples=200, ks=(1, 200), progress=False, compile=True,
                       device="cuda")

@@ -42,7 +42,7 @@ step throughput_128 80 python3 benchmarks/svi_throughput.py --device cuda --step
 step throughput_512 90 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --batch-size 512 --only $loops
 step throughput_iwae5 60 python3 benchmarks/svi_throughput.py --device cuda --steps 200 --rounds 2 --particles 5 --only $loops
 # DDP on one GPU: torchrun with one rank (NCCL) against a plain process, same per-rank batch
-step ddp_1gpu 50 python3 benchmarks/ddp_scaling.py --device cuda --processes 1 --steps 300 --warmup 30 --rounds 2
+step ddp_1gpu 90 python3 benchmarks/ddp_scaling.py --device cuda --processes 1 --steps 300 --warmup 30 --rounds 2
 # the VampPrior's matrix-product density (float64) against Pyro's mixture on cuda: equal log p(x), and the speed
 step vamp_density 60 python3 benchmarks/vamp_density.py --device cuda --images 64 --train-steps 100 --rounds 1
 # the GPU-sized presets: each one's compiled step on cuda and the hours of its schedule at that pace, and one

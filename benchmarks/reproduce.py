@@ -383,14 +383,17 @@ def figure(results: Path, path: Path) -> Path | None:
     from matplotlib.figure import Figure
 
     records.sort(key=lambda r: r.get("run", r["preset"]) != r["preset"])  # stable: each group keeps its order
-    papers = list(dict.fromkeys(r["reference"]["paper"].split(" (")[0] for r in records))
+    def paper(r):  # "Tomczak & Welling 2018, Table 2 (standard prior)": the paper and table, not the row
+        return r["reference"]["paper"].split(" (")[0]
+
+    papers = list(dict.fromkeys(map(paper, records)))
     pairs = colormaps["tab20"].colors  # ten hues, each strong then pale: twenty colours, none repeated
     palette = pairs[0::2] + pairs[1::2]
     fig = Figure(figsize=(6 * len(papers), 4.8), layout="constrained")
     axes = fig.subplots(1, len(papers), squeeze=False)[0]
-    for ax, paper in zip(axes, papers):
-        group = [r for r in records if r["reference"]["paper"].startswith(paper)]
-        validated = all(any("val_elbo" in c for c in r["curve"]) for r in group)
+    for ax, name in zip(axes, papers):
+        group = [r for r in records if paper(r) == name]
+        validated = all(PRESETS[r["preset"]].validation for r in group)  # the presets that hold images out
         for i, r in enumerate(group):
             own = r.get("run", r["preset"]) == r["preset"]
             points = [(c["epoch"], -c["val_elbo"] if validated else c["train_loss"]) for c in r["curve"]
@@ -404,7 +407,7 @@ def figure(results: Path, path: Path) -> Path | None:
         low = min(min(r["reference"]["test_nll"], r.get("test_nll", math.inf)) for r in group)
         ax.set(xscale="linear" if validated else "log", ylim=(low - 1.5, low + (15 if validated else 25)),
                xlabel="epoch", ylabel="nats",
-               title=f"{paper}: " + ("validation -ELBO" if validated else "training loss (-ELBO, or -IWAE bound)") +
+               title=f"{name}: " + ("validation -ELBO" if validated else "training loss (-ELBO, or -IWAE bound)") +
                      "\npaper's test NLL (dotted), ours (dot)")
         ax.legend(fontsize=7)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,10 @@
 # Resume every stashed reproduction run (benchmarks/stash/NAME, see reproduce.py --stash) and start the runs
 # named after HOURS (PRESET for the paper's schedule, PRESET-eN for N squeezed epochs, PRESET-sS for seed S) that are not stashed,
 # detached, one thread each, for at most HOURS more hours of training each (default 2.2: a three-hour
-# session leaves time to score, commit and run CI). A run that finishes its epochs is then scored
-# (K = 5000: half an hour or more on one thread, on top of HOURS). Each run's log, a line an epoch, goes
-# to runs/NAME.log; its result file, the stash and BENCHMARKS.md's table are updated when it stops.
+# session leaves time to score, commit and run CI); a run still training from an earlier call is
+# left alone. A run that finishes its epochs is then scored (K = 5000: half an hour or more on one
+# thread, on top of HOURS). Each run's log, a line an epoch, goes to runs/NAME.log; its result
+# file, the stash and BENCHMARKS.md's table are updated when it stops.
 # Commit benchmarks/stash, benchmarks/results, BENCHMARKS.md and docs/reproductions.png before the
 # session ends.
 #
@@ -18,6 +19,7 @@ python="${PYTHON:-.venv/bin/python}"
 mkdir -p runs
 shopt -s nullglob
 started=0
+named=0
 # each name's preset, planned epochs and limit (reproduce.run_name's inverse), in one Python call
 parse='import sys, reproduce
 for name in dict.fromkeys(sys.argv[1:]):
@@ -26,6 +28,7 @@ for name in dict.fromkeys(sys.argv[1:]):
     except ValueError:
         print(name, "-")'
 while read -r name preset epochs limit seed; do
+    named=$((named + 1))
     if [[ "$preset" == - ]]; then
         echo "skipping $name: not a run name (PRESET or PRESET-eEPOCHS)" >&2
         continue
@@ -34,12 +37,17 @@ while read -r name preset epochs limit seed; do
         echo "skipping $name: a --limit smoke run; resume it by hand with its --limit" >&2
         continue
     fi
+    lock="runs/reproduce/$name/.fit.lock"  # inference/run_lock.py: held while a process trains the run
+    if [[ -e "$lock" ]] && ! flock -n "$lock" true; then
+        echo "skipping $name: already running (process $(cut -d' ' -f1 "$lock"), log runs/$name.log)" >&2
+        continue
+    fi
     # --resume goes on from the run's checkpoint (runs/reproduce or the stash), or starts a run that has none
     OMP_NUM_THREADS=1 nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --seed "$seed" --compile --resume \
         --max-hours "$hours" --stash benchmarks/stash --table BENCHMARKS.md --no-progress < /dev/null >> "runs/$name.log" 2>&1 &
     echo "running $name ($preset, $epochs epochs) for at most $hours more hours of training: pid $!, log runs/$name.log"
     started=$((started + 1))
 done < <(PYTHONPATH=benchmarks "$python" -c "$parse" $(for folder in benchmarks/stash/*/; do basename "$folder"; done) "$@")
-if [[ $started -eq 0 ]]; then
+if [[ $named -eq 0 ]]; then
     echo "no stashed run in benchmarks/stash and none named: bash benchmarks/long_runs.sh HOURS PRESET[-eEPOCHS][-sSEED] ..."
 fi

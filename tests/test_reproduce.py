@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from inference.run_lock import hold_run_dir
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import reproduce  # noqa: E402
 
@@ -216,9 +218,10 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     fake.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\n'
                     f'echo "OMP=$OMP_NUM_THREADS $*" >> {calls}\n')
     fake.chmod(0o755)
-    out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5", "burda-1l-vae", "burda-2l-vae-e400",
-                          "vamp-1l-s2", "not-a-run"], env={**os.environ, "PYTHON": str(fake)}, capture_output=True, text=True,
-                         check=True)
+    with hold_run_dir(root / "runs" / "reproduce" / "burda-1l-iwae5"):  # as a run still training from an earlier call
+        out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5", "burda-1l-vae", "burda-2l-vae-e400",
+                              "vamp-1l-s2", "not-a-run", "burda-1l-iwae5"], env={**os.environ, "PYTHON": str(fake)},
+                             capture_output=True, text=True, check=True)
     for _ in range(50):  # the runs are started in the background
         if calls.exists() and len(calls.read_text().splitlines()) == 3:
             break
@@ -232,4 +235,5 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     ]
     assert "skipping burda-1l-vae-n120: a --limit smoke run" in out.stderr
     assert "skipping not-a-run: not a run name" in out.stderr
+    assert f"skipping burda-1l-iwae5: already running (process {os.getpid()}," in out.stderr  # not a second trainer
     assert "running burda-1l-vae (burda-1l-vae, 3280 epochs)" in out.stdout and "running burda-2l-vae-e400" in out.stdout

@@ -86,3 +86,23 @@ def test_runs_scored_on_other_images_or_never_kept_are_refused_with_the_remedy(t
     with pytest.raises(SystemExit):
         paired.main([one["run"], other["run"], "--results", str(results)])
     assert "Score it again with `python benchmarks/reproduce.py PRESET --resume --compile`" in capsys.readouterr().err
+
+
+def test_a_side_that_joins_runs_with_plus_is_their_mean_image_by_image(tmp_path, capsys):
+    one, two, other = _score(tmp_path, 1), _score(tmp_path, 2), _score(tmp_path, 1, limit=60)
+    results = tmp_path / "results"
+    both = f"{one['run']}+{two['run']}"  # as the seeds of one preset
+    mean = paired.compare(results, both, one["run"])["test_nll"]
+    assert mean.mean == pytest.approx((one["test_nll"] + two["test_nll"]) / 2 - one["test_nll"], abs=1e-3)
+    alone = paired.compare(results, two["run"], one["run"])["test_nll"]
+    assert mean.mean == pytest.approx(alone.mean / 2, abs=1e-6) and mean.se == pytest.approx(alone.se / 2, rel=1e-6)
+    capsys.readouterr()
+    paired.main([both, one["run"], "--results", str(results)])
+    assert capsys.readouterr().out.startswith(f"{both} against {one['run']}: 120 test images")
+    with pytest.raises(ValueError, match="different test images \\(limit 120 against 60\\)"):
+        paired.compare(results, f"{one['run']}+{other['run']}", one["run"])
+    record = json.loads((results / f"{two['run']}.json").read_text())
+    record["reference"]["test_nll"] = 85.57  # as a run of another row
+    (results / f"{two['run']}.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="reproduce different rows .* average only the seeds of one preset"):
+        paired.report(results, both, one["run"])

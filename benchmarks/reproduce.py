@@ -493,6 +493,9 @@ def main(argv=None) -> None:
     record = run(args)
     print(json.dumps({k: record[k] for k in ("preset", "status", "epochs", "steps")} |
                      ({"test_nll": record["test_nll"]} if "test_nll" in record else {})))
+    if record["status"] == "partial":
+        again = args.command if args.resume else f"{args.command} --resume"
+        print(f"{record['run']} is unfinished, {record['epochs']} of {record['epochs_planned']} epochs trained: go on with {again}")
     if args.table:
         write_table(Path(args.table), Path(args.results), Path(args.docs))
 

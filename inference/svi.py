@@ -543,7 +543,8 @@ def fit(
             config.max_seconds is None or clock < config.max_seconds
         )
 
-    resume_hint = f"resume=True (pyro-vae train --out {run_dir} --resume)" if run_dir else "nothing is saved (no run_dir)"
+    resume_hint = (f"go on with resume=True, the same model and settings and run_dir {str(run_dir)!r} (a `pyro-vae train` "
+                   f"run: its command again with --resume)" if run_dir else "nothing is saved (no run_dir)")
     stopping = None  # in a group, the signal that stops the run: every rank learns it at the same step
     try:
         with hold_run_dir(run_dir if world.is_main else None), pyro.validation_enabled(False), \

@@ -131,7 +131,10 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path, capsys):
     argv = ["burda-1l-vae", "--limit", "120", "--epochs", "2", "--eval-samples", "4", "--no-progress",
             "--out", str(runs), "--results", str(results), "--docs", str(tmp_path / "docs")]
     reproduce.main([*argv, "--resume", "--max-hours", "1e-9"])  # no checkpoint yet: it starts; the budget ends after a step
-    assert f"nothing to resume in {runs / 'burda-1l-vae-e2-n120'}: starting burda-1l-vae-e2-n120" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"nothing to resume in {runs / 'burda-1l-vae-e2-n120'}: starting burda-1l-vae-e2-n120" in out
+    assert ("burda-1l-vae-e2-n120 is unfinished, 0 of 2 epochs trained: go on with python benchmarks/reproduce.py "
+            "burda-1l-vae --limit 120 --epochs 2") in out and out.endswith("--resume --max-hours 1e-9\n")  # its own command
     record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "partial" and record["steps"] == 1 and "test_nll" not in record
     reproduce.main([*argv, "--resume", "--max-hours", "1e-9"])  # this call's own budget: one more step

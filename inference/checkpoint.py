@@ -29,13 +29,24 @@ class WriteError(OSError):
     """A file could not be written (a full disk, a read-only folder); the file it was to replace is intact."""
 
 
+def resume_hint(run_dir: str | Path) -> str:
+    """How a run saved in ``run_dir`` goes on: whatever started it (``fit``, ``pyro-vae train``, a
+    benchmark script), run again with resume.
+
+    >>> resume_hint("runs/a")
+    "go on with resume=True, the same model and settings and run_dir 'runs/a' (a `pyro-vae train` run: its command again with --resume)"
+    """
+    return (f"go on with resume=True, the same model and settings and run_dir {str(run_dir)!r} "
+            f"(a `pyro-vae train` run: its command again with --resume)")
+
+
 def write_failed(path: Path, error: BaseException, remedy: str | None = None) -> WriteError:
     """The :class:`WriteError` for ``path``: what happened, what is intact, what to do."""
     text = str(error)
     full = getattr(error, "errno", None) == errno.ENOSPC or "No space left" in text or "unexpected pos" in text
     reason = "the disk is full" if full else "the write failed"
     before = f"the previous {path.name} is intact" if path.exists() else f"no {path.name} was written"
-    remedy = remedy or f"a training run continues from its last checkpoint with resume=True (pyro-vae train --out {path.parent} --resume)"
+    remedy = remedy or f"a training run continues from its last checkpoint: {resume_hint(path.parent)}"
     return WriteError(f"could not write {path}: {reason} ({text.strip()}); {before}. Free some space, then: {remedy}")
 
 

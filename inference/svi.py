@@ -31,6 +31,7 @@ from inference.batching import args_to, as_args, as_dataset, data_state, full_vi
 from inference.checkpoint import (
     CheckpointError,
     load_checkpoint,
+    resume_hint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -543,12 +544,11 @@ def fit(
             config.max_seconds is None or clock < config.max_seconds
         )
 
-    resume_hint = (f"go on with resume=True, the same model and settings and run_dir {str(run_dir)!r} (a `pyro-vae train` "
-                   f"run: its command again with --resume)" if run_dir else "nothing is saved (no run_dir)")
+    how_to_resume = resume_hint(run_dir) if run_dir else "nothing is saved (no run_dir)"
     stopping = None  # in a group, the signal that stops the run: every rank learns it at the same step
     try:
         with hold_run_dir(run_dir if world.is_main else None), pyro.validation_enabled(False), \
-                stop_on_signals(message=f"stopping after this step; {resume_hint}") as stop:
+                stop_on_signals(message=f"stopping after this step; {how_to_resume}") as stop:
             while epoch < config.epochs and budget_left() and not best["stopped"]:
                 epoch_start = time.perf_counter()
                 if order is None:
@@ -659,7 +659,7 @@ def fit(
     compile_seconds = step_loss.compile_seconds if step_loss is not None else 0.0
     stopping = signalled()
     if stopping:
-        log.warning("fit stopped by %s at step %d (epoch %d); %s", stopping, step, epoch, resume_hint)
+        log.warning("fit stopped by %s at step %d (epoch %d); %s", stopping, step, epoch, how_to_resume)
     return FitResult(config, metrics, step, epoch, time.perf_counter() - started, run_dir, trained, compile_seconds,
                      best_epoch=best["epoch"], stopped_early=best["stopped"], interrupted=stopping)
 

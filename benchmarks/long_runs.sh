@@ -18,16 +18,17 @@ shift || true
 python="${PYTHON:-.venv/bin/python}"
 mkdir -p runs
 shopt -s nullglob
-started=0
 named=0
-# each name's preset, planned epochs and limit (reproduce.run_name's inverse), in one Python call
+# each name's preset, planned epochs, limit and seed (reproduce.run_name's inverse) and the process that
+# trains it now, if one does (inference.run_lock), in one Python call
 parse='import sys, reproduce
+from inference.run_lock import held_by
 for name in dict.fromkeys(sys.argv[1:]):
     try:
-        print(name, *reproduce.parse_run_name(name))
+        print(name, *reproduce.parse_run_name(name), held_by(f"runs/reproduce/{name}") or "-")
     except ValueError:
         print(name, "-")'
-while read -r name preset epochs limit seed; do
+while read -r name preset epochs limit seed holder; do
     named=$((named + 1))
     if [[ "$preset" == - ]]; then
         echo "skipping $name: not a run name (PRESET or PRESET-eEPOCHS)" >&2
@@ -37,16 +38,14 @@ while read -r name preset epochs limit seed; do
         echo "skipping $name: a --limit smoke run; resume it by hand with its --limit" >&2
         continue
     fi
-    lock="runs/reproduce/$name/.fit.lock"  # inference/run_lock.py: held while a process trains the run
-    if [[ -e "$lock" ]] && ! flock -n "$lock" true; then
-        echo "skipping $name: already running (process $(cut -d' ' -f1 "$lock"), log runs/$name.log)" >&2
+    if [[ "$holder" != - ]]; then
+        echo "skipping $name: already running ($holder, log runs/$name.log)" >&2
         continue
     fi
     # --resume goes on from the run's checkpoint (runs/reproduce or the stash), or starts a run that has none
     OMP_NUM_THREADS=1 nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --seed "$seed" --compile --resume \
         --max-hours "$hours" --stash benchmarks/stash --table BENCHMARKS.md --no-progress < /dev/null >> "runs/$name.log" 2>&1 &
     echo "running $name ($preset, $epochs epochs) for at most $hours more hours of training: pid $!, log runs/$name.log"
-    started=$((started + 1))
 done < <(PYTHONPATH=benchmarks "$python" -c "$parse" $(for folder in benchmarks/stash/*/; do basename "$folder"; done) "$@")
 if [[ $named -eq 0 ]]; then
     echo "no stashed run in benchmarks/stash and none named: bash benchmarks/long_runs.sh HOURS PRESET[-eEPOCHS][-sSEED] ..."

@@ -66,16 +66,48 @@ def hold_run_dir(run_dir: str | Path | None) -> Iterator[None]:
         lock.close()
 
 
+def held_by(run_dir: str | Path) -> str | None:
+    """Who trains into ``run_dir`` now (``"process PID on HOST"``, or ``"another process"`` before the
+    holder has written its id), or ``None`` when no live process holds it (a killed run's file does not
+    count) or where ``fcntl`` does not exist.
+
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> held_by(folder) is None
+    True
+    >>> with hold_run_dir(folder):
+    ...     held_by(folder).startswith(f"process {os.getpid()} on ")
+    True
+    """
+    if fcntl is None:
+        return None
+    try:
+        lock = open(Path(run_dir) / LOCK_NAME)
+    except FileNotFoundError:
+        return None
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file closes
+        except BlockingIOError:
+            return _holder(lock)[0]
+    return None
+
+
+def _holder(lock: IO[str]) -> tuple[str, str]:
+    """What a held lock file names: the holder in words, and how to stop it."""
+    lock.seek(0)
+    pid, _, host = lock.read().strip().partition(" ")  # empty if the holder has not written yet
+    return (f"process {pid} on {host}", f"kill {pid}") if pid else ("another process", "kill it")
+
+
 def _acquire(path: Path, run_dir) -> IO[str]:
     while True:
         lock = open(path, "a+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
-            pid, _, host = lock.read().strip().partition(" ")  # empty if the holder has not written yet
+            holder, kill = _holder(lock)
             lock.close()
-            holder, kill = (f"process {pid} on {host}", f"kill {pid}") if pid else ("another process", "kill it")
             raise RunInUseError(
                 f"{run_dir} is being trained by {holder}: two processes would overwrite each other's checkpoints. "
                 f"Wait for it to end, stop it ({kill}: it finishes its step, checkpoints and stops; then resume), "

@@ -205,6 +205,7 @@ def test_a_name_that_is_no_run_is_refused_with_the_form(name):
 def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     """benchmarks/long_runs.sh, with a Python that records the command lines instead of training."""
     import os
+    import socket
     import subprocess
     import time
 
@@ -238,5 +239,6 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     ]
     assert "skipping burda-1l-vae-n120: a --limit smoke run" in out.stderr
     assert "skipping not-a-run: not a run name" in out.stderr
-    assert f"skipping burda-1l-iwae5: already running (process {os.getpid()}," in out.stderr  # not a second trainer
+    assert (f"skipping burda-1l-iwae5: already running (process {os.getpid()} on {socket.gethostname()}, "
+            f"log runs/burda-1l-iwae5.log)") in out.stderr  # not a second trainer
     assert "running burda-1l-vae (burda-1l-vae, 3280 epochs)" in out.stdout and "running burda-2l-vae-e400" in out.stdout

@@ -13,16 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-/tmp/device-check}
 mkdir -p "$out"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-if [ -d .device/wheels ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .device/wheels/*.whl \
-        && export PYTHONPATH=/tmp/site:$PWD
-fi
-if [ -d .device/data ]; then
-    mkdir -p /tmp/data/MNIST/raw
-    for f in .device/data/*.gz; do gunzip -c "$f" > "/tmp/data/MNIST/raw/$(basename "$f" .gz)"; done
-    export PYRO_VAE_DATA_DIR=/tmp/data
-fi
+source benchmarks/device_env.sh  # the carried wheels and MNIST
 status=0
 log="$out/device_check.txt"  # one log: the device tool brings back at most 8 files
 only=" $* "  # bash benchmarks/device_check.sh [STEP ...]: only the steps named (a rerun after a fix), else all

@@ -251,10 +251,8 @@ def run(args) -> dict:
     if args.resume and not resume:
         print(f"nothing to resume in {run_dir}" + (f" or {Path(args.stash) / name}" if args.stash else "") +
               f": starting {name}")
-    budget = None
-    if args.max_hours:  # this call's hours, on top of what earlier sessions of a resumed run trained
-        done = load_checkpoint(checkpoint)["train_seconds"] if resume else 0.0
-        budget = done + args.max_hours * 3600
+    done = load_checkpoint(checkpoint)["train_seconds"] if resume else 0.0  # earlier sessions' training
+    budget = done + args.max_hours * 3600 if args.max_hours else None  # this call's hours on top of those
     result = fit(model.model, model.guide, train, validation=validation, run_dir=run_dir, resume=resume,
                  device=args.device, compile=args.compile, progress=not args.no_progress,
                  **preset.fit_settings, epochs=epochs, latent_sites=sites, beta=beta,
@@ -262,6 +260,8 @@ def run(args) -> dict:
                  max_seconds=budget, seed=args.seed,
                  callbacks=[report_epoch(epochs, bound=preset.bound)] if args.no_progress else ())
     finished = result.epoch >= epochs or result.stopped_early
+    device = torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu"
+    results = Path(args.results)
     if args.stash:  # before the hour-long scoring, which a session's end may cut short
         stash(run_dir, Path(args.stash) / name)
     record = {
@@ -279,7 +279,9 @@ def run(args) -> dict:
         "train_seconds": result.train_seconds,
         "last_metrics": result.metrics[-1] if result.metrics else None,
         "curve": curve(result.metrics),
-        "device": torch.cuda.get_device_name(args.device) if str(args.device).startswith("cuda") else "cpu",
+        "device": device,
+        "devices": trained_on(results / f"{name}.json", before=done, device=device,
+                              seconds=result.train_seconds - done),
         "threads": torch.get_num_threads(),
         "command": args.command,
         "commit": git_commit(),
@@ -292,7 +294,6 @@ def run(args) -> dict:
                       num_samples=args.eval_samples, test_images=score.num_data, active_units=score.active_units,
                       active_units_by_site=score.active_units_by_site,
                       eval_seconds=time.perf_counter() - started)
-    results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     if finished:  # for paired comparisons of two runs on the same images (benchmarks/paired.py)
         record["scores"] = save_scores(results / "scores" / f"{name}.pt", score, test_seed=test.seed,
@@ -301,6 +302,33 @@ def run(args) -> dict:
     if args.stash and finished:  # scored: the run's numbers are in its result file
         shutil.rmtree(Path(args.stash) / name, ignore_errors=True)
     return record
+
+
+def trained_on(previous: Path, *, before: float, device: str, seconds: float) -> dict[str, float]:
+    """The seconds of training each device gave a run, which may move between this CPU and a lent GPU
+    (``benchmarks/device_train.sh``): the split in the run's ``previous`` result file, rescaled to the
+    ``before`` seconds its checkpoint had trained (a file that lags the checkpoint, or predates this
+    field and names one device), plus this call's ``seconds`` on ``device``.
+
+    >>> trained_on(Path("/nonexistent.json"), before=0.0, device="cpu", seconds=60.0)
+    {'cpu': 60.0}
+    """
+    devices: dict[str, float] = {}
+    if before > 0 and previous.exists():
+        old = json.loads(previous.read_text())
+        devices = dict(old.get("devices") or {old["device"]: old["train_seconds"]})
+        total = sum(devices.values())
+        devices = {k: v * before / total for k, v in devices.items()} if total > 0 else {old["device"]: before}
+    devices[device] = devices.get(device, 0.0) + seconds
+    return devices
+
+
+def device_hours(record: dict) -> str:
+    """A result's devices for the table: one name, or each device's hours of training when it moved."""
+    devices = record.get("devices") or {record["device"]: record["train_seconds"]}
+    if len(devices) == 1:
+        return next(iter(devices))
+    return " + ".join(f"{k} {v / 3600:.2f} h" for k, v in devices.items())
 
 
 def save_scores(path: Path, score, *, test_seed: int, limit: int | None) -> Path:
@@ -436,7 +464,7 @@ def table(results: Path) -> str:
                 ours = "partial" + (f" (training -{bound} {last['train_loss']:.2f})" if "train_loss" in last else "")
             diff, units = "", ""
         rows.append(f"| {r.get('run', r['preset'])} | {ref:.2f} ({r['reference']['paper']}) | {ours} | {diff} | {units} | "
-                    f"{r['epochs']}/{r['epochs_planned']} | {r['train_seconds'] / 3600:.2f} h | {r['device']} | "
+                    f"{r['epochs']}/{r['epochs_planned']} | {r['train_seconds'] / 3600:.2f} h | {device_hours(r)} | "
                     f"{'; '.join(r['deviations']) or 'none'} |")
     return "\n".join(rows)
 

@@ -141,6 +141,7 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path, capsys):
     assert "nothing to resume" not in capsys.readouterr().out
     record = json.loads((results / "burda-1l-vae-e2-n120.json").read_text())
     assert record["status"] == "partial" and record["steps"] == 2
+    assert record["devices"] == {"cpu": pytest.approx(record["train_seconds"])}  # both calls' seconds, on one device
     (tmp_path / "BENCHMARKS.md").write_text("# Benchmarks\n")
     (results / "m2-labels-100.json").write_text('{"labels": 100}')  # another benchmark's result: not a row here
     reproduce.main([*argv, "--resume", "--table", str(tmp_path / "BENCHMARKS.md")])
@@ -158,6 +159,21 @@ def test_a_partial_run_is_recorded_and_resumes_to_the_end(tmp_path, capsys):
     assert (tmp_path / "BENCHMARKS.md").read_text().count("| burda-1l-vae-e2-n120 |") == 1  # no preset: the table only
     with pytest.raises(SystemExit):
         reproduce.main([])  # neither a preset nor a table
+
+
+def test_a_run_that_moves_between_devices_keeps_each_ones_hours(tmp_path):
+    previous = tmp_path / "run.json"
+    previous.write_text(json.dumps({"device": "NVIDIA H200", "train_seconds": 100.0,
+                                    "devices": {"cpu": 60.0, "NVIDIA H200": 40.0}}))
+    assert reproduce.trained_on(previous, before=100.0, device="cpu", seconds=30.0) == {"cpu": 90.0, "NVIDIA H200": 40.0}
+    # a file from before the split: its seconds on the device it names, rescaled to the checkpoint's when it lags
+    previous.write_text(json.dumps({"device": "cpu", "train_seconds": 50.0}))
+    assert reproduce.trained_on(previous, before=100.0, device="NVIDIA H200", seconds=10.0) == {
+        "cpu": 100.0, "NVIDIA H200": 10.0}
+    assert reproduce.trained_on(previous, before=0.0, device="cpu", seconds=5.0) == {"cpu": 5.0}  # a fresh start
+    assert reproduce.device_hours({"device": "cpu", "train_seconds": 9000.0,
+                                   "devices": {"cpu": 7200.0, "NVIDIA H200": 1800.0}}) == "cpu 2.00 h + NVIDIA H200 0.50 h"
+    assert reproduce.device_hours({"device": "cpu", "train_seconds": 9000.0}) == "cpu"  # an older file
 
 
 def test_a_stashed_run_resumes_on_a_machine_without_its_run_folder(tmp_path):

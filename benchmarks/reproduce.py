@@ -345,12 +345,20 @@ def report_epoch(epochs: int, bound: str = "ELBO"):
     """A line per epoch on standard output, for a run without a progress bar (a detached run's log):
     the negative training ``bound`` (:attr:`Preset.bound`; during a KL warm-up the KL is weighted by
     the epoch's last beta, which the line names), the learning rate, the epoch's seconds, the
-    hours trained and, at the run's mean pace so far, the hours of training left."""
+    hours trained and the hours of training left at this call's pace: the training seconds an epoch
+    since its first report (the first, which may hold a compile or a part-epoch, at the run's mean
+    pace). A resumed run's earlier pace may have been another device's (``benchmarks/device_train.sh``)."""
+    first: dict = {}  # this call's first report: epoch and training seconds
 
     def report(row: dict) -> None:
         validated = f", validation ELBO {row['val_elbo']:.2f}" if "val_elbo" in row else ""
         weighted = f" (KL weight {row['beta']:.3g})" if row.get("beta", 1.0) != 1.0 else ""
-        left = (epochs - row["epoch"]) * row["train_seconds"] / row["epoch"] / 3600
+        first.setdefault("epoch", row["epoch"]), first.setdefault("train_seconds", row["train_seconds"])
+        if row["epoch"] > first["epoch"]:
+            pace = (row["train_seconds"] - first["train_seconds"]) / (row["epoch"] - first["epoch"])
+        else:
+            pace = row["train_seconds"] / row["epoch"]
+        left = (epochs - row["epoch"]) * pace / 3600
         print(f"epoch {row['epoch']}/{epochs}: training -{bound}{weighted} {row['train_loss']:.2f}{validated}, "
               f"lr {row['lr']:.3g}, {row['seconds']:.1f} s, {row['train_seconds'] / 3600:.2f} h of training, "
               f"about {left:.2f} h left",

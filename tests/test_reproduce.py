@@ -118,6 +118,15 @@ def test_an_iwae_run_names_its_bound_not_the_elbo(capsys):
                                        "0.03 h of training, about 0.03 h left\n")
 
 
+def test_the_hours_left_follow_this_calls_pace_not_the_runs(capsys):
+    """A run trained at 18 s an epoch on a GPU, now resumed on a CPU at 60 s: its hours left at 60 s."""
+    report = reproduce.report_epoch(10, bound="ELBO")
+    report({"epoch": 5, "train_loss": 100.0, "lr": 1e-3, "seconds": 30.0, "train_seconds": 90.0})  # 18 s mean
+    report({"epoch": 6, "train_loss": 99.0, "lr": 1e-3, "seconds": 60.0, "train_seconds": 150.0})
+    first, second = capsys.readouterr().out.splitlines()
+    assert first.endswith("about 0.03 h left") and second.endswith("about 0.07 h left")  # 5 x 18 s; 4 x 60 s
+
+
 def test_a_warm_up_epoch_names_the_kl_weight_its_loss_carries(capsys):
     reproduce.report_epoch(2000, bound="ELBO")(  # a KL warm-up (vamp-1l): the weighted loss says so
         {"epoch": 6, "train_loss": 76.8, "beta": 0.06, "lr": 5e-4, "seconds": 16.0, "train_seconds": 90.0,

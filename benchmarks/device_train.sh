@@ -24,10 +24,10 @@ print(held_by('runs/reproduce/$name') or '')")
             exit 1
         fi
         rm -rf "benchmarks/stash/$name" "runs/reproduce/$name"  # the card's checkpoint is the newer one
-        mkdir -p "benchmarks/stash/$name" "runs/reproduce/$name"
+        mkdir -p "benchmarks/stash/$name" "runs/reproduce/$name" benchmarks/results
         cp "$folder"/* "benchmarks/stash/$name/" && cp "$folder"/* "runs/reproduce/$name/"
         cp "$from/results/$name.json" benchmarks/results/
-        [[ -f "$from/$name.log" ]] && cat "$from/$name.log" >> "runs/$name.log"
+        if [[ -f "$from/$name.log" ]]; then cat "$from/$name.log" >> "runs/$name.log"; fi
         "${PYTHON:-.venv/bin/python}" -c "import json, sys; r = json.load(open(sys.argv[1]))
 print(f'took {r[\"run\"]}: {r[\"epochs\"]} of {r[\"epochs_planned\"]} epochs, {r[\"steps\"]} steps, {r[\"train_seconds\"] / 3600:.2f} h of training')" \
             "benchmarks/results/$name.json"
@@ -48,4 +48,4 @@ python3 -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_av
     | tee "$out/$name.log"
 timeout --signal=TERM "$limit" python3 benchmarks/reproduce.py "$preset" --epochs "$epochs" \
     --seed "$seed" --device "${DEVICE:-cuda}" --compile --resume --max-hours "$hours" --stash "$out/stash" \
-    --results "$out/results" --no-progress 2>&1 | grep --line-buffered -v "UserWarning\|warnings.warn" | tee -a "$out/$name.log"
+    --results "$out/results" --no-progress 2>&1 | { grep --line-buffered -v "UserWarning\|warnings.warn" || true; } | tee -a "$out/$name.log"

@@ -267,3 +267,53 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     assert (f"skipping burda-1l-iwae5: already running (process {os.getpid()} on {socket.gethostname()}, "
             f"log runs/burda-1l-iwae5.log)") in out.stderr  # not a second trainer
     assert "running burda-1l-vae (burda-1l-vae, 3280 epochs)" in out.stdout and "running burda-2l-vae-e400" in out.stdout
+
+
+def test_device_train_runs_a_stashed_run_on_the_card_and_takes_its_checkpoint_back(tmp_path):
+    """benchmarks/device_train.sh: there, the stashed run resumes on cuda from a copy under $OUT for the minutes
+    given (a Python that records the command stands in for the card); here, --take puts the card's checkpoint
+    over the stash's and the run folder's, and refuses while this machine still trains the run."""
+    import os
+    import subprocess
+
+    root = tmp_path / "repo"
+    (root / "benchmarks").mkdir(parents=True)
+    here = Path(__file__).resolve().parent.parent / "benchmarks"
+    for name in ("device_train.sh", "device_env.sh", "reproduce.py", "recording.py"):
+        shutil.copy(here / name, root / "benchmarks" / name)
+    stashed = root / "benchmarks" / "stash" / "burda-1l-iwae50"
+    stashed.mkdir(parents=True)
+    (stashed / "checkpoint.pt").write_bytes(b"epoch 87")
+    bin_dir, calls, out = tmp_path / "bin", tmp_path / "calls.txt", tmp_path / "out"
+    bin_dir.mkdir()
+    fake = bin_dir / "python3"  # the small Python calls run; the training run is only written down
+    fake.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\n'
+                    f'echo "$*" >> {calls}\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "PYTHON": sys.executable}
+    subprocess.run(["bash", str(root / "benchmarks" / "device_train.sh"), "6", "burda-1l-iwae50"], env=env,
+                   capture_output=True, text=True, check=True)
+    assert calls.read_text().splitlines() == [
+        f"benchmarks/reproduce.py burda-1l-iwae50 --epochs 3280 --seed 0 --device cuda --compile --resume "
+        f"--max-hours 0.1 --stash {out}/stash --results {out}/results --no-progress"]
+    assert (out / "stash" / "burda-1l-iwae50" / "checkpoint.pt").read_bytes() == b"epoch 87"  # it resumes from this
+
+    # what the device tool brings back: the card's newer checkpoint, the result file, the log
+    (out / "stash" / "burda-1l-iwae50" / "checkpoint.pt").write_bytes(b"epoch 289")
+    (out / "results").mkdir()
+    (out / "results" / "burda-1l-iwae50.json").write_text(json.dumps(
+        {"run": "burda-1l-iwae50", "epochs": 289, "epochs_planned": 3280, "steps": 869394, "train_seconds": 5940.0}))
+    (out / "burda-1l-iwae50.log").write_text("epoch 289/3280: ...\n")
+    run_dir = root / "runs" / "reproduce" / "burda-1l-iwae50"
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"epoch 87")  # this machine's own, older copy
+    take = ["bash", str(root / "benchmarks" / "device_train.sh"), "--take", str(out)]
+    with hold_run_dir(run_dir):  # as a run training here
+        refused = subprocess.run(take, env=env, capture_output=True, text=True, cwd=root)
+    assert refused.returncode == 1 and "burda-1l-iwae50 still trains here" in refused.stderr
+    assert (stashed / "checkpoint.pt").read_bytes() == b"epoch 87"  # nothing taken
+    took = subprocess.run(take, env=env, capture_output=True, text=True, check=True, cwd=root)
+    assert took.stdout == "took burda-1l-iwae50: 289 of 3280 epochs, 869394 steps, 1.65 h of training\n"
+    assert (stashed / "checkpoint.pt").read_bytes() == (run_dir / "checkpoint.pt").read_bytes() == b"epoch 289"
+    assert (root / "runs" / "burda-1l-iwae50.log").read_text() == "epoch 289/3280: ...\n"
+    assert json.loads((root / "benchmarks" / "results" / "burda-1l-iwae50.json").read_text())["epochs"] == 289

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Resume every stashed reproduction run (benchmarks/stash/NAME, see reproduce.py --stash) and start the runs
 # named after HOURS (PRESET for the paper's schedule, PRESET-eN for N squeezed epochs, PRESET-sS for seed S) that are not stashed,
-# detached, one thread each, for at most HOURS more hours of training each (default 2.2: a three-hour
+# detached, the cores shared out among them, for at most HOURS more hours of training each (default 2.2: a three-hour
 # session leaves time to score, commit and run CI); a run still training from an earlier call is
 # left alone. A run that finishes its epochs is then scored (K = 5000: half an hour or more on one
 # thread, on top of HOURS). Each run's log, a line an epoch, goes to runs/NAME.log; its result
@@ -19,6 +19,7 @@ python="${PYTHON:-.venv/bin/python}"
 mkdir -p runs
 shopt -s nullglob
 named=0
+todo=()  # "name preset epochs seed" of each run to start
 # each name's preset, planned epochs, limit and seed (reproduce.run_name's inverse) and the process that
 # trains it now, if one does (inference.run_lock), in one Python call
 parse='import sys, reproduce
@@ -42,11 +43,19 @@ while read -r name preset epochs limit seed holder; do
         echo "skipping $name: already running ($holder, log runs/$name.log)" >&2
         continue
     fi
-    # --resume goes on from the run's checkpoint (runs/reproduce or the stash), or starts a run that has none
-    OMP_NUM_THREADS=1 nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --seed "$seed" --compile --resume \
-        --max-hours "$hours" --stash benchmarks/stash --table BENCHMARKS.md --no-progress < /dev/null >> "runs/$name.log" 2>&1 &
-    echo "running $name ($preset, $epochs epochs) for at most $hours more hours of training: pid $!, log runs/$name.log"
+    todo+=("$name $preset $epochs $seed")
 done < <(PYTHONPATH=benchmarks "$python" -c "$parse" $(for folder in benchmarks/stash/*/; do basename "$folder"; done) "$@")
 if [[ $named -eq 0 ]]; then
     echo "no stashed run in benchmarks/stash and none named: bash benchmarks/long_runs.sh HOURS PRESET[-eEPOCHS][-sSEED] ..."
 fi
+# the cores shared out among the runs started (a lone run trains on all of them: burda-1l-iwae50 took 37 s an
+# epoch on two threads alone, 60-90 s on one beside another run), at least one thread each
+cores=${CORES:-$(nproc)}
+threads=$(( ${#todo[@]} > 0 && cores / ${#todo[@]} > 1 ? cores / ${#todo[@]} : 1 ))
+for run in "${todo[@]}"; do
+    read -r name preset epochs seed <<< "$run"
+    # --resume goes on from the run's checkpoint (runs/reproduce or the stash), or starts a run that has none
+    OMP_NUM_THREADS=$threads nohup "$python" benchmarks/reproduce.py "$preset" --epochs "$epochs" --seed "$seed" --compile \
+        --resume --max-hours "$hours" --stash benchmarks/stash --table BENCHMARKS.md --no-progress < /dev/null >> "runs/$name.log" 2>&1 &
+    echo "running $name ($preset, $epochs epochs) on $threads thread(s) for at most $hours more hours of training: pid $!, log runs/$name.log"
+done

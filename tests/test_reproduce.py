@@ -249,8 +249,8 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     fake.chmod(0o755)
     with hold_run_dir(root / "runs" / "reproduce" / "burda-1l-iwae5"):  # as a run still training from an earlier call
         out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5", "burda-1l-vae", "burda-2l-vae-e400",
-                              "vamp-1l-s2", "not-a-run", "burda-1l-iwae5"], env={**os.environ, "PYTHON": str(fake)},
-                             capture_output=True, text=True, check=True)
+                              "vamp-1l-s2", "not-a-run", "burda-1l-iwae5"],
+                             env={**os.environ, "PYTHON": str(fake), "CORES": "2"}, capture_output=True, text=True, check=True)
     for _ in range(50):  # the runs are started in the background
         if calls.exists() and len(calls.read_text().splitlines()) == 3:
             break
@@ -266,7 +266,19 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     assert "skipping not-a-run: not a run name" in out.stderr
     assert (f"skipping burda-1l-iwae5: already running (process {os.getpid()} on {socket.gethostname()}, "
             f"log runs/burda-1l-iwae5.log)") in out.stderr  # not a second trainer
-    assert "running burda-1l-vae (burda-1l-vae, 3280 epochs)" in out.stdout and "running burda-2l-vae-e400" in out.stdout
+    assert "running burda-1l-vae (burda-1l-vae, 3280 epochs) on 1 thread(s)" in out.stdout
+    assert "running burda-2l-vae-e400" in out.stdout
+
+    # a lone run (the stashed one, nothing named) trains on both cores
+    calls.unlink()
+    out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5"],
+                         env={**os.environ, "PYTHON": str(fake), "CORES": "2"}, capture_output=True, text=True, check=True)
+    for _ in range(50):
+        if calls.exists() and calls.read_text():
+            break
+        time.sleep(0.1)
+    assert calls.read_text().splitlines() == ["OMP=2 benchmarks/reproduce.py burda-2l-vae --epochs 400 --seed 0" + common]
+    assert "running burda-2l-vae-e400 (burda-2l-vae, 400 epochs) on 2 thread(s)" in out.stdout
 
 
 def test_device_train_runs_a_stashed_run_on_the_card_and_takes_its_checkpoint_back(tmp_path):

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Resume every stashed reproduction run (benchmarks/stash/NAME, see reproduce.py --stash) and start the runs
-# named after HOURS (PRESET for the paper's schedule, PRESET-eN for N squeezed epochs, PRESET-sS for seed S) that are not stashed,
-# detached, the cores shared out among them, for at most HOURS more hours of training each (default 2.2: a three-hour
-# session leaves time to score, commit and run CI); a run still training from an earlier call is
-# left alone. A run that finishes its epochs is then scored (K = 5000: half an hour or more on one
-# thread, on top of HOURS). Each run's log, a line an epoch, goes to runs/NAME.log; its result
-# file, the stash and BENCHMARKS.md's table are updated when it stops.
-# Commit benchmarks/stash, benchmarks/results, BENCHMARKS.md and docs/reproductions.png before the
-# session ends.
+# Resume every stashed reproduction run (benchmarks/stash/NAME, see reproduce.py --stash) or, when runs are
+# named after HOURS (PRESET for the paper's schedule, PRESET-eN for N squeezed epochs, PRESET-sS for seed S),
+# only those: each from its stash where it has one, else from the start. Naming leaves the other stashed runs
+# alone, such as one that only a lent GPU trains (benchmarks/device_train.sh). The runs go detached, the
+# cores shared out among them, for at most HOURS more hours of training each (default 2.2: a three-hour
+# session leaves time to score, commit and run CI); a run still training from an earlier call is left
+# alone. A run that finishes its epochs is then scored (K = 5000: half an hour or more on one thread, on
+# top of HOURS). Each run's log, a line an epoch, goes to runs/NAME.log; its result file, the stash and
+# BENCHMARKS.md's table are updated when it stops. Commit benchmarks/stash, benchmarks/results,
+# BENCHMARKS.md and docs/reproductions.png before the session ends.
 #
 #   PYRO_VAE_DATA_DIR=../shared/data bash benchmarks/long_runs.sh [HOURS [RUN ...]]
 #   PYRO_VAE_DATA_DIR=../shared/data bash benchmarks/long_runs.sh 2 burda-1l-vae burda-2l-vae
@@ -44,7 +45,7 @@ while read -r name preset epochs limit seed holder; do
         continue
     fi
     todo+=("$name $preset $epochs $seed")
-done < <(PYTHONPATH=benchmarks "$python" -c "$parse" $(for folder in benchmarks/stash/*/; do basename "$folder"; done) "$@")
+done < <(PYTHONPATH=benchmarks "$python" -c "$parse" "$@" $([[ $# -gt 0 ]] || for folder in benchmarks/stash/*/; do basename "$folder"; done))
 if [[ $named -eq 0 ]]; then
     echo "no stashed run in benchmarks/stash and none named: bash benchmarks/long_runs.sh HOURS PRESET[-eEPOCHS][-sSEED] ..."
 fi

@@ -227,7 +227,7 @@ def test_a_name_that_is_no_run_is_refused_with_the_form(name):
         reproduce.parse_run_name(name)
 
 
-def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
+def test_long_runs_resumes_the_stashed_runs_or_only_the_named_ones(tmp_path):
     """benchmarks/long_runs.sh, with a Python that records the command lines instead of training."""
     import os
     import socket
@@ -239,7 +239,7 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     here = Path(__file__).resolve().parent.parent / "benchmarks"
     for name in ("long_runs.sh", "reproduce.py", "recording.py"):
         shutil.copy(here / name, root / "benchmarks" / name)
-    for stashed in ("burda-2l-vae-e400", "burda-1l-vae-n120"):
+    for stashed in ("burda-2l-vae-e400", "burda-1l-vae-n120", "burda-2l-iwae50"):
         (root / "benchmarks" / "stash" / stashed).mkdir(parents=True)
         (root / "benchmarks" / "stash" / stashed / "checkpoint.pt").write_bytes(b"")
     calls = tmp_path / "calls.txt"
@@ -247,38 +247,40 @@ def test_long_runs_resumes_the_stashed_runs_and_starts_the_named_ones(tmp_path):
     fake.write_text(f'#!/usr/bin/env bash\nif [[ "$1" == -c ]]; then exec {sys.executable} "$@"; fi\n'
                     f'echo "OMP=$OMP_NUM_THREADS $*" >> {calls}\n')
     fake.chmod(0o755)
-    with hold_run_dir(root / "runs" / "reproduce" / "burda-1l-iwae5"):  # as a run still training from an earlier call
-        out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5", "burda-1l-vae", "burda-2l-vae-e400",
-                              "vamp-1l-s2", "not-a-run", "burda-1l-iwae5"],
-                             env={**os.environ, "PYTHON": str(fake), "CORES": "2"}, capture_output=True, text=True, check=True)
-    for _ in range(50):  # the runs are started in the background
-        if calls.exists() and len(calls.read_text().splitlines()) == 3:
-            break
-        time.sleep(0.1)
-    lines = sorted(calls.read_text().splitlines())
+    env = {**os.environ, "PYTHON": str(fake), "CORES": "2"}
     common = " --compile --resume --max-hours 1.5 --stash benchmarks/stash --table BENCHMARKS.md --no-progress"
+
+    def long_runs(*names: str, runs: int) -> tuple[subprocess.CompletedProcess, list[str]]:
+        calls.unlink(missing_ok=True)
+        out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5", *names], env=env,
+                             capture_output=True, text=True, check=True)
+        for _ in range(50):  # the runs are started in the background
+            if calls.exists() and len(calls.read_text().splitlines()) == runs:
+                break
+            time.sleep(0.1)
+        return out, sorted(calls.read_text().splitlines()) if calls.exists() else []
+
+    with hold_run_dir(root / "runs" / "reproduce" / "burda-1l-iwae5"):  # as a run still training from an earlier call
+        out, lines = long_runs("burda-1l-vae", "burda-2l-vae-e400", "vamp-1l-s2", "not-a-run", "burda-1l-iwae5",
+                               "burda-1l-vae-n120", "vamp-1l-s2", runs=3)
     assert lines == [  # --resume: reproduce.py goes on from a checkpoint where there is one and starts the run otherwise
         "OMP=1 benchmarks/reproduce.py burda-1l-vae --epochs 3280 --seed 0" + common,  # named, nothing to resume
-        "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400 --seed 0" + common,  # stashed, and named too: one run
-        "OMP=1 benchmarks/reproduce.py vamp-1l --epochs 2000 --seed 2" + common,  # another seed
-    ]
+        "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400 --seed 0" + common,  # named and stashed
+        "OMP=1 benchmarks/reproduce.py vamp-1l --epochs 2000 --seed 2" + common,  # another seed, named twice: one run
+    ]  # burda-2l-iwae50, stashed but not named, is left alone
     assert "skipping burda-1l-vae-n120: a --limit smoke run" in out.stderr
     assert "skipping not-a-run: not a run name" in out.stderr
     assert (f"skipping burda-1l-iwae5: already running (process {os.getpid()} on {socket.gethostname()}, "
             f"log runs/burda-1l-iwae5.log)") in out.stderr  # not a second trainer
     assert "running burda-1l-vae (burda-1l-vae, 3280 epochs) on 1 thread(s)" in out.stdout
-    assert "running burda-2l-vae-e400" in out.stdout
+    assert "burda-2l-iwae50" not in out.stdout + out.stderr
 
-    # a lone run (the stashed one, nothing named) trains on both cores
-    calls.unlink()
-    out = subprocess.run(["bash", str(root / "benchmarks" / "long_runs.sh"), "1.5"],
-                         env={**os.environ, "PYTHON": str(fake), "CORES": "2"}, capture_output=True, text=True, check=True)
-    for _ in range(50):
-        if calls.exists() and calls.read_text():
-            break
-        time.sleep(0.1)
-    assert calls.read_text().splitlines() == ["OMP=2 benchmarks/reproduce.py burda-2l-vae --epochs 400 --seed 0" + common]
-    assert "running burda-2l-vae-e400 (burda-2l-vae, 400 epochs) on 2 thread(s)" in out.stdout
+    out, lines = long_runs(runs=2)  # none named: every stashed run (but the --limit one), a core each
+    assert lines == ["OMP=1 benchmarks/reproduce.py burda-2l-iwae50 --epochs 3280 --seed 0" + common,
+                     "OMP=1 benchmarks/reproduce.py burda-2l-vae --epochs 400 --seed 0" + common]
+    out, lines = long_runs("burda-2l-iwae50", runs=1)  # a lone run trains on both cores
+    assert lines == ["OMP=2 benchmarks/reproduce.py burda-2l-iwae50 --epochs 3280 --seed 0" + common]
+    assert "running burda-2l-iwae50 (burda-2l-iwae50, 3280 epochs) on 2 thread(s)" in out.stdout
 
 
 def test_device_train_runs_a_stashed_run_on_the_card_and_takes_its_checkpoint_back(tmp_path):

@@ -4,7 +4,8 @@
 # this CPU (11 minutes on an H200 trained 202 epochs of burda-1l-iwae50 at about 3.3 s each; this CPU takes
 # 37 s an epoch on both cores, so about two hours).
 #   here:  bash benchmarks/device_prepare.sh                (wheels and MNIST into .device/)
-#   there: bash benchmarks/device_train.sh MINUTES NAME     (the device tool's run, carrying .device)
+#   there: bash benchmarks/device_train.sh MINUTES NAME [NAME ...]   (the device tool's run, carrying .device;
+#          several runs train side by side on the card)
 #   here:  bash benchmarks/device_train.sh --take FOLDER    (FOLDER: the run's files_at; puts the checkpoint
 #          into benchmarks/stash and runs/reproduce, the result file into benchmarks/results)
 # There, the run resumes from the stash's copy under $OUT/stash and stashes itself there when its minutes are
@@ -35,18 +36,34 @@ print(f'took {r[\"run\"]}: {r[\"epochs\"]} of {r[\"epochs_planned\"]} epochs, {r
     done
     exit 0
 fi
-minutes=${1:?bash benchmarks/device_train.sh MINUTES NAME}
-name=${2:?bash benchmarks/device_train.sh MINUTES NAME}
+minutes=${1:?bash benchmarks/device_train.sh MINUTES NAME [NAME ...]}
+shift
+[[ $# -gt 0 ]] || { echo "bash benchmarks/device_train.sh MINUTES NAME [NAME ...]: name a run" >&2; exit 2; }
 out=${OUT:-/tmp/device-train}
 mkdir -p "$out/stash"
 source benchmarks/device_env.sh  # the carried wheels and MNIST
-parse='import sys, reproduce; r = reproduce.parse_run_name(sys.argv[1]); print(r.preset, r.epochs, r.seed)'
-read -r preset epochs seed < <(PYTHONPATH=benchmarks:$PYTHONPATH python3 -c "$parse" "$name")
-[[ -d "benchmarks/stash/$name" ]] && cp -r "benchmarks/stash/$name" "$out/stash/"
+python3 -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA', 'torch', torch.__version__)"
 hours=$(python3 -c "print($minutes / 60)")
 limit=$(python3 -c "print(round($minutes * 60 + 150))")  # seconds: compiling and checkpoints are not training time
-python3 -c "import torch; print(torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA', 'torch', torch.__version__)" \
-    | tee "$out/$name.log"
-timeout --signal=TERM "$limit" python3 benchmarks/reproduce.py "$preset" --epochs "$epochs" \
-    --seed "$seed" --device "${DEVICE:-cuda}" --compile --resume --max-hours "$hours" --stash "$out/stash" \
-    --results "$out/results" --no-progress 2>&1 | { grep --line-buffered -v "UserWarning\|warnings.warn" || true; } | tee -a "$out/$name.log"
+parse='import sys, reproduce; r = reproduce.parse_run_name(sys.argv[1]); print(r.preset, r.epochs, r.seed)'
+train() {  # train NAME: resume it from its stash's copy under $out, log to $out/NAME.log
+    local name=$1 preset epochs seed
+    read -r preset epochs seed < <(PYTHONPATH=benchmarks:$PYTHONPATH python3 -c "$parse" "$name")
+    if [[ -d "benchmarks/stash/$name" ]]; then cp -r "benchmarks/stash/$name" "$out/stash/"; fi
+    timeout --signal=TERM "$limit" python3 benchmarks/reproduce.py "$preset" --epochs "$epochs" \
+        --seed "$seed" --device "${DEVICE:-cuda}" --compile --resume --max-hours "$hours" --stash "$out/stash" \
+        --results "$out/results" --no-progress 2>&1 | { grep --line-buffered -v "UserWarning\|warnings.warn" || true; } \
+        > "$out/$name.log"
+}
+# several runs share the card side by side: at batch 20 one run leaves most of it idle
+pids=()
+for name in "$@"; do
+    train "$name" &
+    pids+=($!)
+done
+status=0
+for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || { echo "${@:$((i + 1)):1} failed: see its log" >&2; status=1; }
+done
+for name in "$@"; do tail -n 3 "$out/$name.log"; done
+exit $status

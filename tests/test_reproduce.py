@@ -305,12 +305,17 @@ def test_device_train_runs_a_stashed_run_on_the_card_and_takes_its_checkpoint_ba
                     f'echo "$*" >> {calls}\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "OUT": str(out), "PYTHON": sys.executable}
-    subprocess.run(["bash", str(root / "benchmarks" / "device_train.sh"), "6", "burda-1l-iwae50"], env=env,
-                   capture_output=True, text=True, check=True)
-    assert calls.read_text().splitlines() == [
-        f"benchmarks/reproduce.py burda-1l-iwae50 --epochs 3280 --seed 0 --device cuda --compile --resume "
-        f"--max-hours 0.1 --stash {out}/stash --results {out}/results --no-progress"]
+    subprocess.run(["bash", str(root / "benchmarks" / "device_train.sh"), "6", "burda-1l-iwae50", "burda-2l-iwae50"],
+                   env=env, capture_output=True, text=True, check=True)
+    common = f" --epochs 3280 --seed 0 --device cuda --compile --resume --max-hours 0.1 --stash {out}/stash " \
+             f"--results {out}/results --no-progress"
+    assert sorted(calls.read_text().splitlines()) == [  # side by side on the card
+        "benchmarks/reproduce.py burda-1l-iwae50" + common, "benchmarks/reproduce.py burda-2l-iwae50" + common]
     assert (out / "stash" / "burda-1l-iwae50" / "checkpoint.pt").read_bytes() == b"epoch 87"  # it resumes from this
+    assert not (out / "stash" / "burda-2l-iwae50").exists()  # nothing stashed: it starts
+    no_name = subprocess.run(["bash", str(root / "benchmarks" / "device_train.sh"), "6"], env=env, capture_output=True,
+                             text=True)
+    assert no_name.returncode == 2 and "name a run" in no_name.stderr
 
     # what the device tool brings back: the card's newer checkpoint, the result file, the log
     (out / "stash" / "burda-1l-iwae50" / "checkpoint.pt").write_bytes(b"epoch 289")

@@ -20,6 +20,7 @@ python="${PYTHON:-.venv/bin/python}"
 mkdir -p runs
 shopt -s nullglob
 named=0
+busy=0  # runs named or stashed that still train from an earlier call: they keep their threads
 todo=()  # "name preset epochs seed" of each run to start
 # each name's preset, planned epochs, limit and seed (reproduce.run_name's inverse) and the process that
 # trains it now, if one does (inference.run_lock), in one Python call
@@ -42,6 +43,7 @@ while read -r name preset epochs limit seed holder; do
     fi
     if [[ "$holder" != - ]]; then
         echo "skipping $name: already running ($holder, log runs/$name.log)" >&2
+        busy=$((busy + 1))
         continue
     fi
     todo+=("$name $preset $epochs $seed")
@@ -49,10 +51,12 @@ done < <(PYTHONPATH=benchmarks "$python" -c "$parse" "$@" $([[ $# -gt 0 ]] || fo
 if [[ $named -eq 0 ]]; then
     echo "no stashed run in benchmarks/stash and none named: bash benchmarks/long_runs.sh HOURS PRESET[-eEPOCHS][-sSEED] ..."
 fi
-# the cores shared out among the runs started (a lone run trains on all of them: burda-1l-iwae50 took 37 s an
-# epoch on two threads alone, 60-90 s on one beside another run), at least one thread each
+# the cores shared out among the runs started and those still training (a lone run trains on all of them:
+# burda-1l-iwae50 took 37-42 s an epoch on two threads alone, 60-90 s on one beside another run), at least
+# one thread each
 cores=${CORES:-$(nproc)}
-threads=$(( ${#todo[@]} > 0 && cores / ${#todo[@]} > 1 ? cores / ${#todo[@]} : 1 ))
+sharing=$(( ${#todo[@]} + busy ))
+threads=$(( sharing > 0 && cores / sharing > 1 ? cores / sharing : 1 ))
 for run in "${todo[@]}"; do
     read -r name preset epochs seed <<< "$run"
     # --resume goes on from the run's checkpoint (runs/reproduce or the stash), or starts a run that has none

@@ -281,6 +281,9 @@ def test_long_runs_resumes_the_stashed_runs_or_only_the_named_ones(tmp_path):
     out, lines = long_runs("burda-2l-iwae50", runs=1)  # a lone run trains on both cores
     assert lines == ["OMP=2 benchmarks/reproduce.py burda-2l-iwae50 --epochs 3280 --seed 0" + common]
     assert "running burda-2l-iwae50 (burda-2l-iwae50, 3280 epochs) on 2 thread(s)" in out.stdout
+    with hold_run_dir(root / "runs" / "reproduce" / "burda-1l-iwae5"):  # ... but not beside one still training
+        out, lines = long_runs("burda-2l-iwae50", "burda-1l-iwae5", runs=1)
+    assert lines == ["OMP=1 benchmarks/reproduce.py burda-2l-iwae50 --epochs 3280 --seed 0" + common]
 
 
 def test_device_train_runs_a_stashed_run_on_the_card_and_takes_its_checkpoint_back(tmp_path):

@@ -56,14 +56,14 @@ train() {  # train NAME: resume it from its stash's copy under $out, log to $out
         > "$out/$name.log"
 }
 # several runs share the card side by side: at batch 20 one run leaves most of it idle
-pids=()
-for name in "$@"; do
+names=("$@") pids=()
+for name in "${names[@]}"; do
     train "$name" &
     pids+=($!)
 done
 status=0
 for i in "${!pids[@]}"; do
-    wait "${pids[$i]}" || { echo "${@:$((i + 1)):1} failed: see its log" >&2; status=1; }
+    wait "${pids[$i]}" || { echo "${names[$i]} failed: see its log" >&2; status=1; }
 done
 for name in "$@"; do tail -n 3 "$out/$name.log"; done
 exit $status

@@ -353,7 +353,8 @@ def report_epoch(epochs: int, bound: str = "ELBO"):
     def report(row: dict) -> None:
         validated = f", validation ELBO {row['val_elbo']:.2f}" if "val_elbo" in row else ""
         weighted = f" (KL weight {row['beta']:.3g})" if row.get("beta", 1.0) != 1.0 else ""
-        first.setdefault("epoch", row["epoch"]), first.setdefault("train_seconds", row["train_seconds"])
+        if not first:
+            first.update(epoch=row["epoch"], train_seconds=row["train_seconds"])
         if row["epoch"] > first["epoch"]:
             pace = (row["train_seconds"] - first["train_seconds"]) / (row["epoch"] - first["epoch"])
         else:

@@ -65,5 +65,5 @@ status=0
 for i in "${!pids[@]}"; do
     wait "${pids[$i]}" || { echo "${names[$i]} failed: see its log" >&2; status=1; }
 done
-for name in "$@"; do tail -n 3 "$out/$name.log"; done
+for name in "${names[@]}"; do tail -n 3 "$out/$name.log"; done
 exit $status

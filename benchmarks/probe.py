@@ -8,9 +8,10 @@ K importance samples on held-out images: the run's validation split, or, for a p
 (Burda et al. train on all 60 000 images), the first training images, which then measure fit, not
 generalization. The test set is never loaded, so a probe can guide nothing that the test set should judge.
 It reads the files while the run trains (checkpoints are replaced atomically) and appends its record to
-``benchmarks/results/probes/RUN.json``, a history across sessions.
+``benchmarks/results/probes/RUN.json``, a history across sessions; ``--table BENCHMARKS.md`` rewrites the
+table of every run's probes there.
 
-    python benchmarks/probe.py RUN [--images 1000] [--samples 5000] [--compile]
+    python benchmarks/probe.py RUN [--images 1000] [--samples 5000] [--compile] [--table BENCHMARKS.md]
     python benchmarks/probe.py burda-1l-iwae5 --images 500
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from inference import evaluate, load_checkpoint, load_params
-from recording import command_line, git_commit  # benchmarks/recording.py
+from recording import command_line, git_commit, write_block  # benchmarks/recording.py
 from reproduce import PRESETS, parse_run_name, training_data
 
 HERE = Path(__file__).resolve().parent
@@ -110,6 +111,30 @@ def describe(record: dict) -> str:
             + (f"; {record['estimate']['of']}: {record['estimate']['value']:.2f}" if "estimate" in record else ""))
 
 
+def table(results: str | Path) -> str:
+    """The Markdown table of every probe in ``results/probes``: a row per probe, each run's in the order
+    they were taken, so a run's rows read as its progress in log p(x) on the same held-out images."""
+    rows = ["| run | epoch | parameters | held-out images | K | log p(x) | trained bound | ELBO | active units | "
+            "log p(x) on all the split's images (bound + slack) | date |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted((Path(results) / "probes").glob("*.json")):
+        for r in json.loads(path.read_text()):
+            k = r["bound"].removesuffix(" bound").removeprefix("IWAE-")  # "ELBO", or k of an IWAE-k bound
+            trained = r["iwae_curve"]["1" if k == "ELBO" else k]
+            units = " + ".join(f"{v} ({s})" if len(r["active_units_by_site"]) > 1 else str(v)
+                               for s, v in r["active_units_by_site"].items())
+            estimate = (f"{r['estimate']['value']:.2f} ({r['estimate']['of'].split(' log p(x)')[0]})"
+                        if "estimate" in r else "")
+            rows.append(f"| {r['run']} | {r['epoch']} | {r['parameters']} | {r['images']} {r['split']} | "
+                        f"{r['num_samples']} | {r['log_px']:.2f} ± {r['log_px_se']:.2f} | {r['bound']} {trained:.2f} | "
+                        f"{r['elbo']:.2f} | {units} | {estimate} | {r['date']} |")
+    return "\n".join(rows)
+
+
+def write_table(benchmarks: str | Path, results: str | Path) -> None:
+    """The probe table in ``benchmarks``, between ``<!-- probes -->`` and ``<!-- /probes -->``."""
+    write_block(Path(benchmarks), "probes", table(results), "Probes of reproductions while they train (`benchmarks/probe.py`)")
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a reproduction run's name: PRESET or PRESET-eEPOCHS (reproduce.py's folders)")
@@ -119,12 +144,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--stash", default=str(HERE / "stash"), help="where a run folder is looked for next")
     parser.add_argument("--results", default=str(HERE / "results"), help="the probe history goes to RESULTS/probes/")
     parser.add_argument("--compile", action="store_true", help="compile the importance-weight passes")
+    parser.add_argument("--table", default=None, help="rewrite this BENCHMARKS.md's table of probes")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     record = probe(args.run, images=args.images, samples=args.samples, out=args.out, stash=args.stash,
                    results=args.results, compile=args.compile, progress=not args.no_progress,
                    command=command_line("probe.py", argv))
     print(describe(record))
+    if args.table:
+        write_table(args.table, args.results)
     return record
 
 

@@ -28,7 +28,7 @@ import torch
 
 from inference import evaluate, load_checkpoint, load_params
 from recording import command_line, git_commit, write_block  # benchmarks/recording.py
-from reproduce import PRESETS, parse_run_name, training_data
+from reproduce import PRESETS, parse_run_name, training_data, units_text
 
 HERE = Path(__file__).resolve().parent
 
@@ -118,15 +118,12 @@ def table(results: str | Path) -> str:
             "log p(x) on all the split's images (bound + slack) | date |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((Path(results) / "probes").glob("*.json")):
         for r in json.loads(path.read_text()):
-            k = r["bound"].removesuffix(" bound").removeprefix("IWAE-")  # "ELBO", or k of an IWAE-k bound
-            trained = r["iwae_curve"]["1" if k == "ELBO" else k]
-            units = " + ".join(f"{v} ({s})" if len(r["active_units_by_site"]) > 1 else str(v)
-                               for s, v in r["active_units_by_site"].items())
-            estimate = (f"{r['estimate']['value']:.2f} ({r['estimate']['of'].split(' log p(x)')[0]})"
-                        if "estimate" in r else "")
+            k = PRESETS[parse_run_name(r["run"])[0]].particles  # the trained bound's k, as probe() scored it
+            estimate = f"{r['estimate']['value']:.2f} ({r['split']})" if "estimate" in r else ""
             rows.append(f"| {r['run']} | {r['epoch']} | {r['parameters']} | {r['images']} {r['split']} | "
-                        f"{r['num_samples']} | {r['log_px']:.2f} ± {r['log_px_se']:.2f} | {r['bound']} {trained:.2f} | "
-                        f"{r['elbo']:.2f} | {units} | {estimate} | {r['date']} |")
+                        f"{r['num_samples']} | {r['log_px']:.2f} ± {r['log_px_se']:.2f} | "
+                        f"{r['bound']} {r['iwae_curve'][str(k)]:.2f} | {r['elbo']:.2f} | "
+                        f"{units_text(r['active_units_by_site'])} | {estimate} | {r['date']} |")
     return "\n".join(rows)
 
 

@@ -452,6 +452,13 @@ def figure(results: Path, path: Path) -> Path | None:
     return path
 
 
+def units_text(by_site: dict[str, int]) -> str:
+    """Active units for a table cell: ``21`` for one latent site, ``18 (z1) + 5 (z2)`` for several."""
+    if len(by_site) == 1:
+        return str(*by_site.values())
+    return " + ".join(f"{v} ({site})" for site, v in by_site.items())
+
+
 def table(results: Path) -> str:
     """The Markdown results table of every result file, a row per run (its name: the preset, then
     ``-eN`` for a shortened schedule and any suffix a set-aside run's file was given)."""
@@ -462,8 +469,7 @@ def table(results: Path) -> str:
         if r["status"] == "finished":
             ours = f"{r['test_nll']:.2f} ± {r['test_nll_se']:.2f}"
             diff = f"{r['test_nll'] - ref:+.2f}"
-            by_site = r.get("active_units_by_site") or {}
-            units = (" + ".join(f"{v} ({k})" for k, v in by_site.items()) if len(by_site) > 1 else str(r["active_units"]))
+            units = units_text(r.get("active_units_by_site") or {"": r["active_units"]})
         else:
             last = r.get("last_metrics") or {}
             if "val_elbo" in last:

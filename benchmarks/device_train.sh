@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Train a stashed reproduction run (benchmarks/stash/NAME) on a lent GPU for MINUTES minutes of training steps,
-# then bring its checkpoint back: a session's few minutes of device time move a k=50 run as far as hours of
-# this CPU (11 minutes on an H200 trained 202 epochs of burda-1l-iwae50 at about 3.3 s each; this CPU takes
-# 37 s an epoch on both cores, so about two hours).
+# Train a reproduction run on a lent GPU for MINUTES minutes of training steps, from its stash
+# (benchmarks/stash/NAME) where it has one, else from the start, then bring its checkpoint back: a session's
+# few minutes of device time move a k=50 run as far as hours of this CPU (11 minutes on an H200 trained 202
+# epochs of burda-1l-iwae50 at about 3.3 s each; this CPU takes 37 s an epoch on both cores, so about two
+# hours).
 #   here:  bash benchmarks/device_prepare.sh                (wheels and MNIST into .device/)
 #   there: bash benchmarks/device_train.sh MINUTES NAME [NAME ...]   (the device tool's run, carrying .device;
 #          several runs train side by side on the card)
